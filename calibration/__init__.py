@@ -1,0 +1,1 @@
+"""Grazing-incidence geometry, incidence-angle checks and instrumental resolution."""

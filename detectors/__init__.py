@@ -1,0 +1,1 @@
+"""Detector models, masks and frame readers for in-situ GISAXS/GIWAXS."""

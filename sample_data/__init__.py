@@ -1,0 +1,1 @@
+"""Seeded synthetic in-situ beamtime (GISAXS and GIWAXS frames) and its generator."""

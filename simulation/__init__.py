@@ -1,0 +1,1 @@
+"""Monte Carlo of patchy truncated nanocubes confined to a plane."""

@@ -1,0 +1,351 @@
+"""Run settings: one TOML file becomes frozen, validated, versioned settings.
+
+The file is read in :mod:`pipeline.io`; this module turns the parsed dictionary into
+dataclasses and checks every value, naming the file, the key and the allowed values.
+
+Schema (version 1)::
+
+    schema_version = 1
+    [gisaxs]                          # and/or [giwaxs]; at least one
+    frames = ["gisaxs/*.cbf"]         # globs relative to the config file (CBF/EDF/TIFF/HDF5)
+    poni = "gisaxs.poni"              # pyFAI geometry
+    incidence_angle_deg = 0.3
+    detector = "Pilatus300kw"         # optional: overrides the PONI file's detector
+    h5_dataset = "/entry_0000/measurement/data"   # optional: HDF5 frame dataset
+    mask = "mask.edf"                 # optional: user mask, nonzero = masked
+    tilt_angle_deg = 0.0
+    sample_orientation = "auto"       # or a pyFAI code 1-4
+    q_perp_band_per_nm = "yoneda"     # "yoneda" (GISAXS), "lowest" (GIWAXS) or [lo, hi]
+    critical_angle_deg = 0.13         # for the Yoneda band
+    q_par_range_per_nm = [0.3, 2.4]
+    n_bins = 300
+    peak_shape = "gaussian"           # "gaussian", "lorentzian" or "pseudo_voigt"
+    exposure_period_s = 10.0          # used only for frames without a time stamp
+    q1_window_per_nm = [0.4, 1.4]     # GISAXS only: where the first rod is searched
+    peak_window_per_nm = [16.5, 23.5] # GIWAXS only: the {200} fit window
+    resolution = "resolution.json"    # GIWAXS only: from `gixs calibrate resolution`
+    [scherrer]
+    k_factor = 1.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from detectors.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+Kind = Literal["gisaxs", "giwaxs"]
+KINDS: tuple[Kind, ...] = ("gisaxs", "giwaxs")
+PeakShape = Literal["gaussian", "lorentzian", "pseudo_voigt"]
+PEAK_SHAPES: tuple[PeakShape, ...] = ("gaussian", "lorentzian", "pseudo_voigt")
+BAND_POLICIES = ("yoneda", "lowest")
+
+_COMMON_KEYS = {
+    "frames",
+    "poni",
+    "incidence_angle_deg",
+    "detector",
+    "h5_dataset",
+    "mask",
+    "tilt_angle_deg",
+    "sample_orientation",
+    "q_perp_band_per_nm",
+    "critical_angle_deg",
+    "q_par_range_per_nm",
+    "n_bins",
+    "peak_shape",
+    "exposure_period_s",
+}
+_KIND_KEYS: dict[Kind, set[str]] = {
+    "gisaxs": _COMMON_KEYS | {"q1_window_per_nm"},
+    "giwaxs": _COMMON_KEYS | {"peak_window_per_nm", "resolution"},
+}
+_TOP_KEYS = {"schema_version", "gisaxs", "giwaxs", "scherrer"}
+_SCHERRER_KEYS = {"k_factor"}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """How to reduce the frames of one detector (one ``[gisaxs]`` or ``[giwaxs]`` table).
+
+    Paths are absolute (resolved against the config file's folder). Band and ranges are in
+    nm^-1, angles in degrees.
+    """
+
+    kind: Kind
+    frames: tuple[str, ...]
+    poni: Path
+    incidence_angle_deg: float
+    detector: str | None = None
+    h5_dataset: str | None = None
+    mask: Path | None = None
+    tilt_angle_deg: float = 0.0
+    sample_orientation: int | Literal["auto"] = "auto"
+    q_perp_band_per_nm: tuple[float, float] | Literal["yoneda", "lowest"] = "yoneda"
+    critical_angle_deg: float = 0.13
+    q_par_range_per_nm: tuple[float, float] = (0.3, 2.4)
+    n_bins: int = 300
+    peak_shape: PeakShape = "gaussian"
+    exposure_period_s: float | None = None
+    q1_window_per_nm: tuple[float, float] = (0.4, 1.4)
+    peak_window_per_nm: tuple[float, float] = (16.5, 23.5)
+    resolution: Path | None = None
+
+    def __post_init__(self) -> None:
+        where = f"[{self.kind}]"
+        if not self.frames:
+            msg = f"{where} frames: give at least one file or glob"
+            raise ConfigError(msg)
+        if not (math.isfinite(self.incidence_angle_deg) and 0 < self.incidence_angle_deg < 10):
+            msg = (
+                f"{where} incidence_angle_deg must be in (0, 10) degrees, "
+                f"got {self.incidence_angle_deg!r}"
+            )
+            raise ConfigError(msg)
+        if self.sample_orientation != "auto" and self.sample_orientation not in (1, 2, 3, 4):
+            msg = (
+                f"{where} sample_orientation must be 'auto' or 1, 2, 3, 4, "
+                f"got {self.sample_orientation!r}"
+            )
+            raise ConfigError(msg)
+        if isinstance(self.q_perp_band_per_nm, str):
+            if self.q_perp_band_per_nm not in BAND_POLICIES:
+                msg = (
+                    f"{where} q_perp_band_per_nm must be 'yoneda', 'lowest' or [lo, hi], "
+                    f"got {self.q_perp_band_per_nm!r}"
+                )
+                raise ConfigError(msg)
+        else:
+            _check_range(self.q_perp_band_per_nm, f"{where} q_perp_band_per_nm", lowest=-math.inf)
+        _check_range(self.q_par_range_per_nm, f"{where} q_par_range_per_nm")
+        _check_range(self.q1_window_per_nm, f"{where} q1_window_per_nm")
+        _check_range(self.peak_window_per_nm, f"{where} peak_window_per_nm")
+        if not 10 <= self.n_bins <= 100_000:
+            msg = f"{where} n_bins must be an integer in [10, 100000], got {self.n_bins!r}"
+            raise ConfigError(msg)
+        if self.peak_shape not in PEAK_SHAPES:
+            msg = f"{where} peak_shape must be one of {PEAK_SHAPES}, got {self.peak_shape!r}"
+            raise ConfigError(msg)
+        if self.exposure_period_s is not None and not self.exposure_period_s > 0:
+            msg = f"{where} exposure_period_s must be > 0 s, got {self.exposure_period_s!r}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class ScherrerSettings:
+    """Scherrer analysis settings: D = 2 pi K / beta."""
+
+    k_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.k_factor) and self.k_factor > 0):
+            msg = f"[scherrer] k_factor must be > 0, got {self.k_factor!r}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole run's settings, with the TOML text it came from (written into the output)."""
+
+    detectors: tuple[DetectorSettings, ...]
+    scherrer: ScherrerSettings = field(default_factory=ScherrerSettings)
+    source: Path | None = None
+    text: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def settings(self, kind: Kind) -> DetectorSettings | None:
+        """The settings of detector `kind`, or None when the run has no such table."""
+        return next((d for d in self.detectors if d.kind == kind), None)
+
+
+def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, source: str) -> Config:
+    """Build validated settings from a parsed TOML document.
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed TOML document.
+    base_dir : Path
+        Folder against which relative paths and globs are resolved.
+    source : str
+        Name of the file, used in error messages.
+
+    Returns
+    -------
+    Config
+        The validated settings (without `text`; :func:`pipeline.io.load_config` adds it).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key, a wrong type or an out-of-range value, naming `source`, the
+        key and what is allowed.
+    """
+    try:
+        data = _migrate(dict(data), source)
+        _check_keys(data, _TOP_KEYS, source, "top level")
+        detectors = tuple(
+            _detector_settings(kind, data[kind], base_dir, source) for kind in KINDS if kind in data
+        )
+        if not detectors:
+            msg = f"{source}: no [gisaxs] or [giwaxs] table; give at least one"
+            raise ConfigError(msg)
+        scherrer_table = _table(data.get("scherrer", {}), "scherrer", source)
+        _check_keys(scherrer_table, _SCHERRER_KEYS, source, "[scherrer]")
+        scherrer = ScherrerSettings(k_factor=_number(scherrer_table, "k_factor", 1.0))
+    except ConfigError as err:
+        text = str(err)
+        raise ConfigError(text if text.startswith(source) else f"{source}: {text}") from None
+    return Config(detectors=detectors, scherrer=scherrer, source=None)
+
+
+def _migrate(data: dict[str, Any], source: str) -> dict[str, Any]:
+    version = data.pop("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        msg = (
+            f"{source}: schema_version {version!r} is not known to this version "
+            f"(it reads schema_version = {SCHEMA_VERSION})"
+        )
+        raise ConfigError(msg)
+    return data
+
+
+def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> DetectorSettings:
+    table = _table(raw, kind, source)
+    _check_keys(table, _KIND_KEYS[kind], source, f"[{kind}]")
+    for required in ("frames", "poni", "incidence_angle_deg"):
+        if required not in table:
+            msg = f"[{kind}] {required} is missing"
+            raise ConfigError(msg)
+    frames = table["frames"]
+    if isinstance(frames, str):
+        frames = [frames]
+    if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+        msg = f"[{kind}] frames must be a file name or glob, or a list of them, got {frames!r}"
+        raise ConfigError(msg)
+    band: Any = table.get("q_perp_band_per_nm", "yoneda" if kind == "gisaxs" else "lowest")
+    orientation = table.get("sample_orientation", "auto")
+    defaults = DetectorSettings.__dataclass_fields__
+    return DetectorSettings(
+        kind=kind,
+        frames=tuple(str(_resolve(f, base_dir)) for f in frames),
+        poni=_resolve(_string(table, "poni", kind), base_dir),
+        incidence_angle_deg=_number(table, "incidence_angle_deg", None, kind),
+        detector=_optional_string(table, "detector", kind),
+        h5_dataset=_optional_string(table, "h5_dataset", kind),
+        mask=_optional_path(table, "mask", base_dir, kind),
+        tilt_angle_deg=_number(table, "tilt_angle_deg", 0.0, kind),
+        sample_orientation=orientation,
+        q_perp_band_per_nm=band
+        if isinstance(band, str)
+        else _pair(band, "q_perp_band_per_nm", kind),
+        critical_angle_deg=_number(table, "critical_angle_deg", 0.13, kind),
+        q_par_range_per_nm=_pair(
+            table.get("q_par_range_per_nm", defaults["q_par_range_per_nm"].default),
+            "q_par_range_per_nm",
+            kind,
+        ),
+        n_bins=_integer(table, "n_bins", 300, kind),
+        peak_shape=table.get("peak_shape", "gaussian"),
+        exposure_period_s=_number(table, "exposure_period_s", None, kind),
+        q1_window_per_nm=_pair(
+            table.get("q1_window_per_nm", defaults["q1_window_per_nm"].default),
+            "q1_window_per_nm",
+            kind,
+        ),
+        peak_window_per_nm=_pair(
+            table.get("peak_window_per_nm", defaults["peak_window_per_nm"].default),
+            "peak_window_per_nm",
+            kind,
+        ),
+        resolution=_optional_path(table, "resolution", base_dir, kind),
+    )
+
+
+def _table(raw: Any, name: str, source: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        msg = f"{source}: [{name}] must be a table, got {type(raw).__name__}"
+        raise ConfigError(msg)
+    return raw
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], source: str, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        msg = (
+            f"{source}: unknown key {unknown[0]!r} in {where}; "
+            f"allowed keys: {', '.join(sorted(allowed))}"
+        )
+        raise ConfigError(msg)
+
+
+def _resolve(name: str, base_dir: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _string(table: Mapping[str, Any], key: str, kind: str) -> str:
+    value = table[key]
+    if not isinstance(value, str) or not value:
+        msg = f"[{kind}] {key} must be a non-empty string, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def _optional_string(table: Mapping[str, Any], key: str, kind: str) -> str | None:
+    value = table.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        msg = f"[{kind}] {key} must be a string, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def _optional_path(table: Mapping[str, Any], key: str, base_dir: Path, kind: str) -> Path | None:
+    value = _optional_string(table, key, kind)
+    return None if value is None else _resolve(value, base_dir)
+
+
+def _number(table: Mapping[str, Any], key: str, default: float | None, kind: str = "") -> Any:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        where = f"[{kind}] " if kind else ""
+        msg = f"{where}{key} must be a number, got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+def _integer(table: Mapping[str, Any], key: str, default: int, kind: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"[{kind}] {key} must be an integer, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def _pair(value: Any, key: str, kind: str) -> tuple[float, float]:
+    ok = (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+    if not ok:
+        msg = f"[{kind}] {key} must be a pair of numbers [lo, hi], got {value!r}"
+        raise ConfigError(msg)
+    return float(value[0]), float(value[1])
+
+
+def _check_range(pair: tuple[float, float], where: str, *, lowest: float = 0.0) -> None:
+    lo, hi = pair
+    if not (math.isfinite(lo) and math.isfinite(hi) and lowest <= lo < hi):
+        msg = f"{where} must be [lo, hi] with {lowest} <= lo < hi, got {list(pair)!r}"
+        raise ConfigError(msg)

@@ -230,6 +230,8 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         msg = f"[{kind}] frames must be a file name or glob, or a list of them, got {frames!r}"
         raise ConfigError(msg)
     band: Any = table.get("q_perp_band_per_nm", "yoneda" if kind == "gisaxs" else "lowest")
+    if not isinstance(band, str):
+        band = _pair(band, "q_perp_band_per_nm", kind)
     orientation = table.get("sample_orientation", "auto")
     defaults = DetectorSettings.__dataclass_fields__
     return DetectorSettings(
@@ -242,9 +244,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         mask=_optional_path(table, "mask", base_dir, kind),
         tilt_angle_deg=_number(table, "tilt_angle_deg", 0.0, kind),
         sample_orientation=orientation,
-        q_perp_band_per_nm=band
-        if isinstance(band, str)
-        else _pair(band, "q_perp_band_per_nm", kind),
+        q_perp_band_per_nm=band,
         critical_angle_deg=_number(table, "critical_angle_deg", 0.13, kind),
         q_par_range_per_nm=_pair(
             table.get("q_par_range_per_nm", defaults["q_par_range_per_nm"].default),

@@ -66,6 +66,11 @@ _KIND_KEYS: dict[Kind, set[str]] = {
     "gisaxs": _COMMON_KEYS | {"q1_window_per_nm"},
     "giwaxs": _COMMON_KEYS | {"peak_window_per_nm", "resolution"},
 }
+#: Defaults that differ between the detectors: (q_par range, q_perp band policy), nm^-1.
+KIND_DEFAULTS: dict[Kind, dict[str, Any]] = {
+    "gisaxs": {"q_par_range_per_nm": (0.3, 2.4), "q_perp_band_per_nm": "yoneda"},
+    "giwaxs": {"q_par_range_per_nm": (15.5, 23.5), "q_perp_band_per_nm": "lowest"},
+}
 _TOP_KEYS = {"schema_version", "gisaxs", "giwaxs", "scherrer"}
 _SCHERRER_KEYS = {"k_factor"}
 
@@ -229,7 +234,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
     if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
         msg = f"[{kind}] frames must be a file name or glob, or a list of them, got {frames!r}"
         raise ConfigError(msg)
-    band: Any = table.get("q_perp_band_per_nm", "yoneda" if kind == "gisaxs" else "lowest")
+    band: Any = table.get("q_perp_band_per_nm", KIND_DEFAULTS[kind]["q_perp_band_per_nm"])
     if not isinstance(band, str):
         band = _pair(band, "q_perp_band_per_nm", kind)
     orientation = table.get("sample_orientation", "auto")
@@ -247,7 +252,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         q_perp_band_per_nm=band,
         critical_angle_deg=_number(table, "critical_angle_deg", 0.13, kind),
         q_par_range_per_nm=_pair(
-            table.get("q_par_range_per_nm", defaults["q_par_range_per_nm"].default),
+            table.get("q_par_range_per_nm", KIND_DEFAULTS[kind]["q_par_range_per_nm"]),
             "q_par_range_per_nm",
             kind,
         ),

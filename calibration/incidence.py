@@ -567,6 +567,97 @@ def check_orientation(
 
 
 @dataclass(frozen=True, slots=True)
+class IncidenceReport:
+    """Everything ``gixs calibrate incidence`` reports for one frame.
+
+    Attributes
+    ----------
+    specular, yoneda : IncidenceEstimate
+        The incidence angle from each feature.
+    specular_check, yoneda_check : IncidenceCheck
+        Each compared with the geometry's (motor) incidence angle.
+    orientation : OrientationCheck
+        The orientation self-test.
+    """
+
+    specular: IncidenceEstimate
+    yoneda: IncidenceEstimate
+    specular_check: IncidenceCheck
+    yoneda_check: IncidenceCheck
+    orientation: OrientationCheck
+
+    @property
+    def best(self) -> IncidenceEstimate:
+        """The specular estimate when found (it assumes no critical angle), else Yoneda."""
+        return self.specular if self.specular.ok else self.yoneda
+
+    @property
+    def ok(self) -> bool:
+        """False if the orientation test failed or the best estimate disagrees with the motor.
+
+        A frame on which nothing could be measured is not a failure.
+        """
+        check = self.specular_check if self.specular.ok else self.yoneda_check
+        return self.orientation.ok and (check.ok or not self.best.ok)
+
+    def summary(self) -> str:
+        """Three lines for the terminal: orientation, specular, Yoneda."""
+        return "\n".join(
+            [
+                f"orientation: {self.orientation.status}: {self.orientation.message}",
+                f"specular: {self.specular_check.message}",
+                f"yoneda: {self.yoneda_check.message}",
+            ]
+        )
+
+
+def calibrate_incidence(
+    data: NDArray[np.floating],
+    geometry: GIGeometry,
+    *,
+    mask: NDArray[np.bool_] | None = None,
+    tolerance_deg: float = 0.02,
+    critical_angle_deg: float = ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG,
+) -> IncidenceReport:
+    """Both incidence estimates, their motor checks and the orientation test, in one call.
+
+    Parameters
+    ----------
+    data : ndarray of shape (rows, cols)
+        Frame as stored, in counts.
+    geometry : GIGeometry
+        Geometry with the motor (nominal) incidence angle.
+    mask : ndarray of bool, shape (rows, cols), optional
+        True where a pixel must be ignored.
+    tolerance_deg : float
+        Accepted difference from the motor value, in degrees.
+    critical_angle_deg : float
+        Critical angle of the liquid for the Yoneda method, in degrees.
+
+    Returns
+    -------
+    IncidenceReport
+
+    Raises
+    ------
+    GeometryError
+        If the frame shape does not match the detector.
+    """
+    nominal_deg = geometry.incidence_angle_deg
+    specular = estimate_incidence_angle(data, geometry, mask=mask, method="specular")
+    yoneda = estimate_incidence_angle(
+        data, geometry, mask=mask, method="yoneda", critical_angle_deg=critical_angle_deg
+    )
+    return IncidenceReport(
+        specular=specular,
+        yoneda=yoneda,
+        specular_check=check_incidence_angle(specular, nominal_deg, tolerance_deg=tolerance_deg),
+        yoneda_check=check_incidence_angle(yoneda, nominal_deg, tolerance_deg=tolerance_deg),
+        orientation=check_orientation(data, geometry, mask=mask),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class _Beam:
     row: float
     col: float

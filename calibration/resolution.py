@@ -398,6 +398,42 @@ def measure_resolution(
     )
 
 
+def resolution_from_frame(
+    data: NDArray[np.floating],
+    geometry: DetectorGeometry,
+    *,
+    calibrant: str,
+    mask: NDArray[np.bool_] | None = None,
+    shape: PeakShape = "gaussian",
+    n_bins: int = 2000,
+    q_range_per_nm: tuple[float, float] | None = None,
+) -> InstrumentResolution:
+    """:func:`radial_profile` then :func:`measure_resolution`, for one calibrant frame.
+
+    Parameters are those of the two functions; the detector name and wavelength come
+    from `geometry`.
+
+    Raises
+    ------
+    ConfigError
+        If the calibrant or the shape is unknown.
+    GeometryError
+        If the frame does not match the detector, or no line could be fitted.
+    """
+    q_per_nm, intensity, sigma = radial_profile(
+        data, geometry, mask=mask, n_bins=n_bins, q_range_per_nm=q_range_per_nm
+    )
+    return measure_resolution(
+        q_per_nm,
+        intensity,
+        sigma=sigma,
+        calibrant=calibrant,
+        wavelength_m=geometry.wavelength_m,
+        shape=shape,
+        detector=geometry.detector,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _LineFit:
     q_per_nm: float

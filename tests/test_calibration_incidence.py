@@ -166,3 +166,17 @@ def test_beam_off_the_detector_is_untestable_not_failed() -> None:
 def test_frame_of_another_detector_is_refused() -> None:
     with pytest.raises(GeometryError, match=r"\(619, 487\)"):
         estimate_incidence_angle(np.zeros((619, 487)), nominal())
+
+
+def test_calibrate_incidence_reports_a_wrong_motor_value() -> None:
+    from calibration.incidence import calibrate_incidence
+
+    frame, mask = gi_frame(GISAXS, 0.27)
+    report = calibrate_incidence(frame, nominal(), mask=mask)
+    assert report.orientation.status == "pass"
+    assert report.best.method == "specular"
+    assert not report.ok
+    assert "0.270" in report.summary().splitlines()[1]
+    right_frame, right_mask = gi_frame(GISAXS, 0.3)
+    good = calibrate_incidence(right_frame, nominal(), mask=right_mask)
+    assert good.ok, good.summary()

@@ -136,3 +136,15 @@ def test_unknown_calibrant_lists_the_allowed_ones() -> None:
 def test_frame_of_another_detector_is_refused() -> None:
     with pytest.raises(GeometryError, match=r"\(195, 1475\)"):
         radial_profile(np.zeros((619, 487)), GISAXS)
+
+
+def test_resolution_from_frame_is_profile_then_fit(giwaxs_q) -> None:
+    from calibration.resolution import resolution_from_frame
+
+    lines = calibrant_lines_per_nm("CeO2", wavelength_m=WAVELENGTH_M)
+    frame, mask = _ring_frame(
+        giwaxs_q, GIWAXS, lines, lambda q: 0.2, height=800, background=20, rng=5
+    )
+    res = resolution_from_frame(frame, GIWAXS, calibrant="ceo2", mask=mask)
+    assert (res.calibrant, res.detector, res.wavelength_m) == ("CeO2", "Pilatus300k", WAVELENGTH_M)
+    assert res.fwhm_per_nm(21.0) == pytest.approx(0.2, rel=0.03)

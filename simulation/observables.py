@@ -737,3 +737,73 @@ def measure_state(
         classification=classify(order, settings=settings),
     )
     return observables, order
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRun:
+    """Everything a state-point run records: settings, trajectory, snapshots, final state.
+
+    Attributes
+    ----------
+    settings : dict of str to (float, int, str or bool)
+        Flat model and Monte Carlo settings, e.g. ``patch_ratio``, ``eps_kT``,
+        ``n_particles``, ``n_sweeps`` (written to the run file as they are).
+    seed : int
+        Seed of the run's random generator.
+    version : str
+        insitu-gixs version that made the run.
+    records : dict of str to ndarray, each shape (n_records,)
+        Per-sweep records of the engine (``sweep``, energy, acceptance, ...).
+    snapshot_sweeps : ndarray of int64, shape (F,)
+        Sweep index of each snapshot.
+    snapshot_positions_L : ndarray, shape (F, N, 2)
+        Particle centres, in L.
+    snapshot_angles_rad : ndarray, shape (F, N)
+        Particle orientations, in rad.
+    snapshot_box_L : ndarray, shape (F, 2)
+        Box side lengths, in L.
+    snapshot_observables : dict of str to ndarray, each shape (F,)
+        `StateObservables` fields of each snapshot (``phase`` as str).
+    final : StateObservables
+        Observables of the final configuration.
+    final_label_codes : ndarray of int8, shape (N,)
+        Particle labels of the final configuration (index into `PARTICLE_LABELS`).
+    structure_factor : StructureFactor
+        S(q) of the final configuration(s).
+    rods : Rods
+        Its fitted rods.
+    """
+
+    settings: dict[str, float | int | str | bool]
+    seed: int
+    version: str
+    records: dict[str, NDArray[np.float64]]
+    snapshot_sweeps: NDArray[np.int64]
+    snapshot_positions_L: NDArray[np.float64]
+    snapshot_angles_rad: NDArray[np.float64]
+    snapshot_box_L: NDArray[np.float64]
+    snapshot_observables: dict[str, NDArray[np.float64] | NDArray[np.str_]]
+    final: StateObservables
+    final_label_codes: NDArray[np.int8]
+    structure_factor: StructureFactor
+    rods: Rods
+
+    @property
+    def patch_ratio(self) -> float:
+        """Px/Fx of the run."""
+        return float(self.settings["patch_ratio"])
+
+    @property
+    def eps_kT(self) -> float:
+        """Patch well depth of the run, in kT."""
+        return float(self.settings["eps_kT"])
+
+    @property
+    def contact_L(self) -> float:
+        """Face-to-face contact distance of two particles, in L (the edge length)."""
+        return float(self.settings.get("edge_L", 1.0))
+
+    @property
+    def label(self) -> str:
+        """Short name of the state point, e.g. ``Px/Fx=0.1 eps=6kT``."""
+        return f"Px/Fx={self.patch_ratio:g} eps={self.eps_kT:g}kT"

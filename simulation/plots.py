@@ -316,7 +316,7 @@ def plot_patch_rule(
     corner_leg_c: float = 0.2,
     patch_ratio: float = 0.5,
     depth_L: float = 0.05,
-    offset_L: float = 0.3,
+    offset_L: float = 0.2,
 ) -> Figure:
     """README figure: two truncated squares and the rule that makes a patch bond.
 
@@ -368,28 +368,20 @@ def plot_patch_rule(
                     fc="#d62728" if facing else "#ff9896",
                 )
             )
-    x_facet = edge_L / 2
-    axes.annotate(
-        "",
-        (x_facet - 0.12, facet / 2),
-        (x_facet - 0.12, -facet / 2),
-        arrowprops={"arrowstyle": "<->"},
-    )
-    axes.text(x_facet - 0.15, 0.0, "$F_x$", ha="right", va="center")
-    axes.annotate(
-        "",
-        (x_facet + 0.2 + depth_L, patch / 2),
-        (x_facet + 0.2 + depth_L, -patch / 2),
-        arrowprops={"arrowstyle": "<->"},
-    )
+    x_facet = edge_L / 2 - 0.15
+    axes.annotate("", (x_facet, facet / 2), (x_facet, -facet / 2), arrowprops={"arrowstyle": "<->"})
+    axes.text(x_facet - 0.03, 0.0, "$F_x$", ha="right", va="center")
+    x_patch = -edge_L / 2 - depth_L - 0.08
+    axes.annotate("", (x_patch, patch / 2), (x_patch, -patch / 2), arrowprops={"arrowstyle": "<->"})
+    axes.text(x_patch - 0.03, 0.0, "$P_x$", ha="right", va="center")
     axes.text(
-        centres[1, 0] + edge_L / 2 + 0.05,
+        centres[1, 0] + edge_L / 2 + depth_L + 0.1,
         centres[1, 1],
         f"$P_x/F_x$ = {patch_ratio:g}\npatch depth $\\delta$ = {depth_L:g} L\n"
         "overlapping patch pair: $-\\varepsilon$\nhard cores: no overlap",
         va="center",
     )
-    axes.set_xlim(-0.8, 3.2)
+    axes.set_xlim(-1.0, 3.4)
     axes.set_ylim(-0.9, 1.2)
     axes.set_aspect("equal")
     axes.axis("off")

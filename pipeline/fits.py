@@ -59,6 +59,7 @@ _FOUR_LN2 = 4.0 * math.log(2.0)
 _RIDGE = 1e-10  # relative ridge of the normal equations: keeps coinciding columns solvable
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _MIN_POINTS = 12
+_PEAKS_PER_WIDTH = 2  # first-rod candidates per matched-filter width
 
 
 # --------------------------------------------------------------------------------------
@@ -86,8 +87,8 @@ class RodFitSettings:
     background_order : int
         The background is q^-p (A0 + A1 x + ... + An x^n) + c, with x the q_par scaled to
         [-1, 1] over the fit range and Legendre polynomials in x; 0 is the plain power law
-        plus constant. The default 2 absorbs the slow form-factor modulation of ~6 nm
-        particles, whose broad minima would otherwise pass for rods.
+        plus constant. The default 3 absorbs most of the slow form-factor modulation of
+        ~6 nm cubes, whose broad minima would otherwise pass for rods.
     max_width_per_nm : float
         Largest rod FWHM, in nm^-1: broader features are not rods (domain of
         ~2 pi / 0.25 = 25 nm or more).
@@ -106,8 +107,8 @@ class RodFitSettings:
         The first rod's height over its standard error must reach this.
     rod_envelope : {"flat", "background"}
         "flat": rods add to the background; "background": each rod is multiplied by the
-        background-only fit (without its constant), for I = P(q) S(q), where the falling
-        form factor P pulls broad rods below the structure-factor peak.
+        background-only fit (scaled to 1 at its maximum), for I = P(q) S(q), where the
+        falling form factor P pulls broad rods below the structure-factor peak.
     max_nfev : int
         Most model evaluations of one Levenberg-Marquardt refinement.
     """
@@ -117,7 +118,7 @@ class RodFitSettings:
     fit_range_per_nm: tuple[float, float] | None = None
     ic: InformationCriterion = "bic"
     width_model: Literal["common", "linear"] = "common"
-    background_order: int = 2
+    background_order: int = 3
     max_width_per_nm: float = 0.25
     delta_ic_rod: float = 10.0
     delta_ic_symmetry: float = 10.0
@@ -1073,7 +1074,7 @@ def _matched_filter_snr(
 def _model_scores(
     grid: FloatArray, snr: FloatArray, q1s: FloatArray, width: float, q_max: float
 ) -> list[_RodCandidate]:
-    """Best first rod of each lattice among `q1s`, by the squared SNR at its rods.
+    """Score each lattice with its first rod at each of `q1s` by the squared SNR at its rods.
 
     Each rod inside the profile scores max(SNR, 0)^2 - 1: a rod where the data show
     nothing costs a little (noise alone scores 0.5 on average), so that a lattice with a
@@ -1091,18 +1092,21 @@ def _model_scores(
     out = []
     for name, ratios in (("hexagonal", HEXAGONAL_RATIOS), ("square", SQUARE_RATIOS)):
         scores = score(q1s[:, None] * np.asarray(ratios)[None, :])
-        best = int(np.argmax(scores))
-        out.append(_RodCandidate(name, float(scores[best]), float(q1s[best]), width, math.nan))  # type: ignore[arg-type]
+        out += [
+            _RodCandidate(name, float(sc), float(q1), width, math.nan)  # type: ignore[arg-type]
+            for sc, q1 in zip(scores, q1s, strict=True)
+        ]
     families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)
     cos_g = np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
     ratios = np.sqrt(families[None, :, 0] - 2.0 * families[None, :, 1] * cos_g)
     scores = score(q1s[:, None, None] * ratios[None, :, :])
-    row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    out.append(
+    best_gamma = np.argmax(scores, axis=1)
+    out += [
         _RodCandidate(
-            "rhombic", float(scores[row, col]), float(q1s[row]), width, float(_GAMMA_GRID_DEG[col])
+            "rhombic", float(scores[i, g]), float(q1s[i]), width, float(_GAMMA_GRID_DEG[g])
         )
-    )
+        for i, g in enumerate(best_gamma)
+    ]
     return out
 
 
@@ -1115,12 +1119,14 @@ def _search_widths(profile: _Profile, settings: RodFitSettings) -> FloatArray:
 
 def _cold_candidates(
     profile: _Profile, residual: FloatArray, settings: RodFitSettings
-) -> dict[RodModelName, _RodCandidate]:
-    """Best start of each lattice model from a scan of the whole q1 window.
+) -> dict[RodModelName, list[_RodCandidate]]:
+    """Starts of each lattice model from a scan of the whole q1 window.
 
-    First-rod candidates are the local maxima of the matched-filter SNR inside the window
-    that reach `settings.min_rod_snr` (the three strongest, at least a width apart); each
-    lattice takes the candidate whose rods explain most of the excess.
+    For each filter width, the two strongest local maxima of the matched-filter SNR inside
+    the window that reach `settings.min_rod_snr` are first-rod candidates, as are the q1
+    that would make them the sqrt 3, sqrt 2 or second rod. Each lattice keeps, per width,
+    the candidate whose rods explain most of the excess; the exact fit criterion then
+    picks among those (:func:`_best_start`).
     """
     lo, hi = settings.q1_window_per_nm
     q_max = float(profile.q[-1])
@@ -1129,31 +1135,28 @@ def _cold_candidates(
     inside = (grid > lo) & (grid < hi)
     local_max = np.zeros(snr.shape, dtype=bool)
     local_max[:, 1:-1] = (snr[:, 1:-1] > snr[:, :-2]) & (snr[:, 1:-1] >= snr[:, 2:])
-    rows, cols = np.nonzero(local_max & inside & (snr >= settings.min_rod_snr))
-    order = np.argsort(-snr[rows, cols])
-    kept: list[tuple[float, int]] = []  # (q1, width row)
-    for i in order:
-        q1, width = float(grid[cols[i]]), float(widths[rows[i]])
-        if all(abs(q1 - other) > max(width, widths[r]) for other, r in kept):
-            kept.append((q1, int(rows[i])))
-            if len(kept) == 3:
-                break
-    best: dict[RodModelName, _RodCandidate] = {}
-    for q1, row in kept:
-        # the strongest peak may be a higher rod: try it as the sqrt 3, sqrt 2 or 2nd rod
-        # (only where the data show at least a hint of a first rod there)
-        q1s = q1 / np.array([1.0, math.sqrt(3.0), math.sqrt(2.0), 2.0])
-        hint = np.interp(q1s, grid, snr[row]) >= 0.5 * settings.min_rod_snr
-        q1s = q1s[(q1s >= lo) & (q1s <= hi) & (hint | (q1s == q1))]
-        for candidate in _model_scores(grid, snr[row], q1s, float(widths[row]), q_max):
+    peaks = local_max & inside & (snr >= settings.min_rod_snr)
+    starts: dict[RodModelName, list[_RodCandidate]] = {}
+    for row, width in enumerate(widths):
+        cols = np.flatnonzero(peaks[row])
+        if cols.size == 0:
+            continue
+        strongest = grid[cols[np.argsort(-snr[row, cols])[:_PEAKS_PER_WIDTH]]]
+        # each peak may be a higher rod: try it as the sqrt 3, sqrt 2 or second rod too
+        q1s = (strongest[:, None] / np.array([1.0, math.sqrt(3.0), math.sqrt(2.0), 2.0])).ravel()
+        q1s = q1s[(q1s >= lo) & (q1s <= hi)]
+        best: dict[RodModelName, _RodCandidate] = {}
+        for candidate in _model_scores(grid, snr[row], q1s, float(width), q_max):
             if candidate.model not in best or candidate.score > best[candidate.model].score:
                 best[candidate.model] = candidate
-    return best
+        for name, candidate in best.items():
+            starts.setdefault(name, []).append(candidate)
+    return starts
 
 
 def _warm_candidates(
     profile: _Profile, residual: FloatArray, start: RodFit, settings: RodFitSettings
-) -> dict[RodModelName, _RodCandidate]:
+) -> dict[RodModelName, list[_RodCandidate]]:
     """Starts of every lattice model at the previous frame's first rod and width."""
     width = float(np.clip(start.width_per_nm, 2.5 * profile.bin_per_nm, settings.max_width_per_nm))
     grid, snr = _matched_filter_snr(profile, residual, np.array([width]))
@@ -1166,7 +1169,7 @@ def _warm_candidates(
     if start.symmetry == "pseudo-hexagonal" and math.isfinite(start.gamma_deg):
         rh = scored["rhombic"]
         scored["rhombic"] = _RodCandidate("rhombic", rh.score, rh.q1_per_nm, width, start.gamma_deg)
-    return scored
+    return {name: [candidate] for name, candidate in scored.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1194,16 +1197,37 @@ class _RodModelFit:
         return height / math.sqrt(variance) if variance > 0 else math.inf
 
 
-def _fit_rod_model(
-    profile: _Profile,
-    candidate: _RodCandidate,
-    exponent: float,
-    settings: RodFitSettings,
-) -> _RodModelFit:
+def _best_start(
+    profile: _Profile, options: list[_RodCandidate], exponent: float, settings: RodFitSettings
+) -> tuple[_RodCandidate, float]:
+    """The start with the lowest information criterion before refinement, and that value."""
+    best: tuple[_RodCandidate, float] | None = None
+    for candidate in options:
+        spec, theta, _, _ = _rod_problem(profile, candidate, exponent, settings)
+        model = spec.model(settings.peak_shape)
+        ev = _evaluation(
+            theta, _evaluate_kernel(theta, *_model_args(model, profile)), model, profile
+        )
+        ic = _statistics(ev, profile.n, spec.n_theta, settings.ic).ic
+        m = spec.families.shape[0]
+        first_rod = ev.beta[ev.n_background :: m].sum()  # Gaussian and Lorentzian parts
+        if not first_rod > 0:  # a lattice without its first rod is not this lattice
+            ic = math.inf
+        if best is None or ic < best[1]:
+            best = (candidate, ic)
+    if best is None:
+        msg = "no start for a rod model"
+        raise ValueError(msg)
+    return best
+
+
+def _rod_problem(
+    profile: _Profile, candidate: _RodCandidate, exponent: float, settings: RodFitSettings
+) -> tuple[_RodModelSpec, FloatArray, FloatArray, FloatArray]:
+    """The model, start and bounds of one lattice from one start."""
     q_max = float(profile.q[-1])
     linear = settings.width_model == "linear"
     spec = _rod_spec(candidate.model, candidate.q1_per_nm, q_max, linear)
-    model = spec.model(settings.peak_shape)
     lo, hi = settings.q1_window_per_nm
     w_min = min(profile.bin_per_nm, settings.max_width_per_nm / 2)
     theta0 = [exponent, candidate.q1_per_nm, candidate.width_per_nm]
@@ -1217,13 +1241,19 @@ def _fit_rod_model(
         theta0.append(candidate.gamma_deg)
         lower.append(GAMMA_RANGE_DEG[0])
         upper.append(GAMMA_RANGE_DEG[1])
+    low, high = np.asarray(lower), np.asarray(upper)
+    return spec, np.clip(np.asarray(theta0), low, high), low, high
+
+
+def _fit_rod_model(
+    profile: _Profile,
+    candidate: _RodCandidate,
+    exponent: float,
+    settings: RodFitSettings,
+) -> _RodModelFit:
+    spec, theta0, lower, upper = _rod_problem(profile, candidate, exponent, settings)
     refined = _levenberg_marquardt(
-        model,
-        profile,
-        np.asarray(theta0),
-        np.asarray(lower),
-        np.asarray(upper),
-        max_nfev=settings.max_nfev,
+        spec.model(settings.peak_shape), profile, theta0, lower, upper, max_nfev=settings.max_nfev
     )
     stats = _statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic)
     return _RodModelFit(spec=spec, refined=refined, stats=stats)
@@ -1388,28 +1418,31 @@ class _Context:
 
 
 def _background_envelope(ev: _Evaluation, profile: _Profile) -> FloatArray:
-    """The background-only fit without its constant, scaled to 1 at its maximum."""
-    n_leg = profile.legendre.shape[1]
-    shape = (ev.design[:, :n_leg] @ ev.beta[:n_leg]) / profile.weight
+    """The background-only fit, scaled to 1 at its maximum (floored at 1e-6)."""
+    shape = (ev.design @ ev.beta) / profile.weight
     top = float(np.max(shape))
     if not (top > 0 and np.all(np.isfinite(shape))):
         return np.ones_like(profile.q)
     return np.ascontiguousarray(np.maximum(shape / top, 1e-6))
 
 
-def _decide(context: _Context, candidates: dict[RodModelName, _RodCandidate]) -> RodFit:
+def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate]]) -> RodFit:
     """Refine the promising lattice models and name the lattice."""
     profile, settings, window = context.profile, context.settings, context.window
     if not candidates:
         return context.no_rod(f"no rod above {settings.min_rod_snr:g} sigma in {window}")
     exponent = float(context.background.evaluation.theta[0])
-    fits: dict[RodModelName, _RodModelFit] = {
-        "hexagonal": _fit_rod_model(profile, candidates["hexagonal"], exponent, settings),
-        "square": _fit_rod_model(profile, candidates["square"], exponent, settings),
+    starts = {
+        name: _best_start(profile, options, exponent, settings)
+        for name, options in candidates.items()
     }
-    best_plain_score = max(candidates["hexagonal"].score, candidates["square"].score)
-    if candidates["rhombic"].score > best_plain_score + settings.delta_ic_symmetry:
-        fits["rhombic"] = _fit_rod_model(profile, candidates["rhombic"], exponent, settings)
+    fits: dict[RodModelName, _RodModelFit] = {
+        "hexagonal": _fit_rod_model(profile, starts["hexagonal"][0], exponent, settings),
+        "square": _fit_rod_model(profile, starts["square"][0], exponent, settings),
+    }
+    best_plain_ic = min(starts["hexagonal"][1], starts["square"][1])
+    if starts["rhombic"][1] < best_plain_ic - settings.delta_ic_symmetry:
+        fits["rhombic"] = _fit_rod_model(profile, starts["rhombic"][0], exponent, settings)
     nan = math.nan
     ics = (
         context.bg_stats.ic,
@@ -1417,17 +1450,25 @@ def _decide(context: _Context, candidates: dict[RodModelName, _RodCandidate]) ->
         fits["square"].stats.ic,
         fits["rhombic"].stats.ic if "rhombic" in fits else nan,
     )
-    # a model whose width ran to its bound fits a broad feature, not rods
-    eligible = {
-        name: fit
-        for name, fit in fits.items()
-        if not fit.refined.at_upper[2] and math.isfinite(fit.stats.ic)
-    }
+    # a model whose width ran to its bound fits a broad feature, not rods; one without a
+    # significant first rod is not that lattice
+    broad = {name for name, fit in fits.items() if fit.refined.at_upper[2]}
+    fitted = {name: fit for name, fit in fits.items() if math.isfinite(fit.stats.ic)}
+    snrs = {name: fit.first_rod_snr() for name, fit in fitted.items() if name not in broad}
+    eligible = {name: fitted[name] for name, snr in snrs.items() if snr >= settings.min_rod_snr}
     if not eligible:
-        return context.no_rod(
-            f"only features broader than {settings.max_width_per_nm:g} nm^-1 in {window}: no rod",
-            ics,
-        )
+        if not snrs:
+            message = (
+                f"only features broader than {settings.max_width_per_nm:g} nm^-1 "
+                f"in {window}: no rod"
+            )
+        else:
+            top = max(snrs, key=lambda name: snrs[name])
+            message = (
+                f"no first rod above {settings.min_rod_snr:g} sigma in {window} "
+                f"(best: {snrs[top]:.1f} sigma at {fitted[top].theta[1]:.3f} nm^-1)"
+            )
+        return context.no_rod(message, ics)
     best_name = min(eligible, key=lambda name: eligible[name].stats.ic)
     best = eligible[best_name]
     gain = context.bg_stats.ic - best.stats.ic
@@ -1435,13 +1476,6 @@ def _decide(context: _Context, candidates: dict[RodModelName, _RodCandidate]) ->
         return context.no_rod(
             f"no rod in {window}: the best rod model ({best_name}) improves the "
             f"{settings.ic.upper()} by {gain:.1f} < {settings.delta_ic_rod:g}",
-            ics,
-        )
-    snr = best.first_rod_snr()
-    if snr < settings.min_rod_snr:
-        return context.no_rod(
-            f"no first rod above {settings.min_rod_snr:g} sigma in {window} "
-            f"(best: {snr:.1f} sigma at {best.theta[1]:.3f} nm^-1)",
             ics,
         )
     q1 = float(best.theta[1])

@@ -113,7 +113,7 @@ _PSEUDO_Q1_PER_NM = (0.805, 0.825)
 _PSEUDO_GAMMA_DEG = (70.0, 80.0)
 _SQUARE_Q1_PER_NM = 0.83
 # Rod widths (FWHM in q_par, instrument included), in nm^-1: pseudo-hexagonal rods broaden.
-_ROD_FWHM_PER_NM: dict[Symmetry, float] = {
+ROD_FWHM_PER_NM: dict[Symmetry, float] = {
     "none": 0.04,
     "hexagonal": 0.04,
     "pseudo-hexagonal": 0.055,
@@ -141,8 +141,8 @@ _ROD_DEBYE_WALLER_NM = 0.6  # r.m.s. displacement damping the higher rods
 _GIWAXS_RING_COUNTS = 60.0  # {200} ring height at in-plane fraction 0
 _GIWAXS_SPOT_COUNTS = 400.0  # {200} spot height at in-plane fraction 1 (before Yoneda gain)
 _GIWAXS_BACKGROUND_COUNTS = 15.0
-_GIWAXS_LIQUID_COUNTS = 25.0  # broad hump of the liquid around 14 nm^-1
-_GIWAXS_LIQUID_Q_PER_NM = (14.0, 4.0)  # centre, sigma
+_GIWAXS_LIQUID_COUNTS = 15.0  # broad hump of the liquid around 10 nm^-1
+_GIWAXS_LIQUID_Q_PER_NM = (10.0, 8.0)  # centre, sigma: nearly linear under {200}
 # Relative heights of the PbSe reflections: (f_Pb -+ f_Se)^2 times multiplicity, roughly.
 _PBSE_RING_HEIGHTS = {(1, 1, 1): 0.3, (2, 0, 0): 1.0, (2, 2, 0): 0.7}
 _CALIBRANT_COUNTS = 1500.0
@@ -366,17 +366,17 @@ def gisaxs_state_at(study_time_s: float) -> GisaxsState:
     ['none', 'hexagonal', 'pseudo-hexagonal', 'square']
     """
     if study_time_s < _HEXAGONAL_FROM_S:
-        return GisaxsState("none", None, None, _ROD_FWHM_PER_NM["none"])
+        return GisaxsState("none", None, None, ROD_FWHM_PER_NM["none"])
     if study_time_s < _PSEUDO_FROM_S:
         u = (study_time_s - _HEXAGONAL_FROM_S) / (_PSEUDO_FROM_S - _HEXAGONAL_FROM_S)
         q1 = _HEX_Q1_PER_NM[0] + u * (_HEX_Q1_PER_NM[1] - _HEX_Q1_PER_NM[0])
-        return GisaxsState("hexagonal", q1, 60.0, _ROD_FWHM_PER_NM["hexagonal"])
+        return GisaxsState("hexagonal", q1, 60.0, ROD_FWHM_PER_NM["hexagonal"])
     if study_time_s < _SQUARE_FROM_S:
         u = (study_time_s - _PSEUDO_FROM_S) / (_SQUARE_FROM_S - _PSEUDO_FROM_S)
         q1 = _PSEUDO_Q1_PER_NM[0] + u * (_PSEUDO_Q1_PER_NM[1] - _PSEUDO_Q1_PER_NM[0])
         gamma = _PSEUDO_GAMMA_DEG[0] + u * (_PSEUDO_GAMMA_DEG[1] - _PSEUDO_GAMMA_DEG[0])
-        return GisaxsState("pseudo-hexagonal", q1, gamma, _ROD_FWHM_PER_NM["pseudo-hexagonal"])
-    return GisaxsState("square", _SQUARE_Q1_PER_NM, 90.0, _ROD_FWHM_PER_NM["square"])
+        return GisaxsState("pseudo-hexagonal", q1, gamma, ROD_FWHM_PER_NM["pseudo-hexagonal"])
+    return GisaxsState("square", _SQUARE_Q1_PER_NM, 90.0, ROD_FWHM_PER_NM["square"])
 
 
 def giwaxs_state_at(study_time_s: float) -> GiwaxsState:

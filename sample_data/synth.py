@@ -607,7 +607,11 @@ def gisaxs_expected(geometry: GIGeometry, maps: QMaps, state: GisaxsState) -> Fl
     q_total = np.hypot(q_par, q_perp)
     transmission = yoneda_transmission(exit_angle_deg(geometry, maps))
     # rods are modulated along q_perp by the cubes' vertical form factor
-    vertical = cube_form_factor(np.zeros_like(q_perp), q_perp)
+    # (a function of q_perp alone: tabulated on a fine grid, then interpolated)
+    q_perp_grid = np.linspace(float(q_perp.min()), float(q_perp.max()), 4001)
+    vertical = np.interp(
+        q_perp, q_perp_grid, cube_form_factor(np.zeros_like(q_perp_grid), q_perp_grid)
+    )
     scattering = (
         _GISAXS_FORM_FACTOR_COUNTS * cube_form_factor(q_par, q_perp)
         + _rod_profile(q_par, state) * vertical
@@ -852,8 +856,12 @@ def _rod_profile(q_par_per_nm: FloatArray, state: GisaxsState) -> FloatArray:
         return np.zeros(np.shape(q_par_per_nm))
     q_abs = np.abs(q_par_per_nm)
     sigma = state.rod_fwhm_per_nm / FWHM_PER_SIGMA
+    # rods damped below 1e-4 of the first one by the Debye-Waller factor are left out
+    q_visible_per_nm = math.sqrt(math.log(1e4)) / _ROD_DEBYE_WALLER_NM
     positions, multiplicity = rod_positions_per_nm(
-        state.q1_per_nm, state.gamma_deg, q_max_per_nm=float(q_abs.max()) + 5 * sigma
+        state.q1_per_nm,
+        state.gamma_deg,
+        q_max_per_nm=min(float(q_abs.max()) + 5 * sigma, q_visible_per_nm),
     )
     # 2D powder: 1/q Lorentz factor; Debye-Waller damping of the higher rods
     heights = (

@@ -505,6 +505,7 @@ def _evaluate_kernel(
     legendre: FloatArray,
     log_q: FloatArray,
     envelope: FloatArray,
+    with_jacobian: bool = True,
 ) -> tuple[
     FloatArray, FloatArray, NDArray[np.bool_], FloatArray, FloatArray, FloatArray, FloatArray
 ]:
@@ -517,7 +518,7 @@ def _evaluate_kernel(
     and returns the weighted residual, the linear parameters (0 where dropped), which
     columns are active, the derivative of the weighted model by theta at fixed linear
     parameters, Kaufman's projected Jacobian of the residual, the weighted design and its
-    column norms.
+    column norms (derivative and Jacobian are left zero unless `with_jacobian`).
     """
     centers, widths, d_centers, d_widths = _geometry(mode, theta, families, linear_width, rhombic)
     n = q.size
@@ -609,6 +610,8 @@ def _evaluate_kernel(
             acc += design[i, idx[t]] * beta[idx[t]]
         residual[i] -= acc
     derivative = np.zeros((n, n_theta))
+    if not with_jacobian:  # only the residual and the linear parameters are wanted
+        return residual, beta, active, derivative, derivative, design, norms
     if power_law:
         for i in range(n):
             acc = 0.0
@@ -877,6 +880,7 @@ class _Statistics:
     redchi: float
     ic: float
     n_params: int
+    fixed: NDArray[np.bool_]
     _covariance: FloatArray | None = None
 
     @property
@@ -886,7 +890,9 @@ class _Statistics:
             ev = self.evaluation
             norms = ev.norms[ev.active]
             scaled = ev.design[:, ev.active] / norms
-            jac_full = np.concatenate([ev.derivative, scaled], axis=1)
+            # parameters held fixed (lower == upper) do not count in the covariance
+            derivative = np.where(self.fixed[None, :], 0.0, ev.derivative)
+            jac_full = np.concatenate([derivative, scaled], axis=1)
             covariance = np.linalg.pinv(jac_full.T @ jac_full) * self.redchi
             # back from the column-normalised linear parameters to the heights
             scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
@@ -903,16 +909,21 @@ class _Statistics:
 
 
 def _statistics(
-    ev: _Evaluation, n_points: int, n_theta: int, ic: InformationCriterion
+    ev: _Evaluation,
+    n_points: int,
+    n_theta: int,
+    ic: InformationCriterion,
+    fixed: NDArray[np.bool_] | None = None,
 ) -> _Statistics:
     """chi2, reduced chi2 and information criterion as lmfit computes them."""
-    n_params = n_theta + ev.beta.size
+    fixed = np.zeros(n_theta, dtype=bool) if fixed is None else fixed
+    n_params = n_theta - int(fixed.sum()) + ev.beta.size
     chi2 = max(ev.chi2, 1e-300)
     dof = max(n_points - n_params, 1)
     redchi = chi2 / dof
     penalty = math.log(n_points) if ic == "bic" else 2.0
     value = n_points * math.log(chi2 / n_points) + penalty * n_params
-    return _Statistics(ev, n_theta, chi2, redchi, value, n_params)
+    return _Statistics(ev, n_theta, chi2, redchi, value, n_params, fixed)
 
 
 def _stderr(stats: _Statistics, row: int) -> float:
@@ -1150,7 +1161,10 @@ def _cold_candidates(
             if candidate.model not in best or candidate.score > best[candidate.model].score:
                 best[candidate.model] = candidate
         for name, candidate in best.items():
-            starts.setdefault(name, []).append(candidate)
+            known = starts.setdefault(name, [])
+            # the same first rod found at another width is one start
+            if all(abs(candidate.q1_per_nm - k.q1_per_nm) > 0.5 * width for k in known):
+                known.append(candidate)
     return starts
 
 
@@ -1201,24 +1215,23 @@ def _best_start(
     profile: _Profile, options: list[_RodCandidate], exponent: float, settings: RodFitSettings
 ) -> tuple[_RodCandidate, float]:
     """The start with the lowest information criterion before refinement, and that value."""
-    best: tuple[_RodCandidate, float] | None = None
-    for candidate in options:
-        spec, theta, _, _ = _rod_problem(profile, candidate, exponent, settings)
-        model = spec.model(settings.peak_shape)
-        ev = _evaluation(
-            theta, _evaluate_kernel(theta, *_model_args(model, profile)), model, profile
-        )
-        ic = _statistics(ev, profile.n, spec.n_theta, settings.ic).ic
-        m = spec.families.shape[0]
-        first_rod = ev.beta[ev.n_background :: m].sum()  # Gaussian and Lorentzian parts
-        if not first_rod > 0:  # a lattice without its first rod is not this lattice
-            ic = math.inf
-        if best is None or ic < best[1]:
-            best = (candidate, ic)
-    if best is None:
-        msg = "no start for a rod model"
-        raise ValueError(msg)
-    return best
+    scored = [(c, _start_ic(profile, c, exponent, settings)) for c in options]
+    return min(scored, key=lambda item: item[1])
+
+
+def _start_ic(
+    profile: _Profile, candidate: _RodCandidate, exponent: float, settings: RodFitSettings
+) -> float:
+    """Information criterion of a lattice at its start (inf without a first rod there)."""
+    spec, theta, low, high = _rod_problem(profile, candidate, exponent, settings)
+    model = spec.model(settings.peak_shape)
+    out = _evaluate_kernel(theta, *_model_args(model, profile), False)
+    ev = _evaluation(theta, out, model, profile)
+    m = spec.families.shape[0]
+    first_rod = ev.beta[ev.n_background :: m].sum()  # Gaussian and Lorentzian parts
+    if not first_rod > 0:  # a lattice without its first rod is not this lattice
+        return math.inf
+    return _statistics(ev, profile.n, spec.n_theta, settings.ic, low == high).ic
 
 
 def _rod_problem(
@@ -1231,8 +1244,10 @@ def _rod_problem(
     lo, hi = settings.q1_window_per_nm
     w_min = min(profile.bin_per_nm, settings.max_width_per_nm / 2)
     theta0 = [exponent, candidate.q1_per_nm, candidate.width_per_nm]
-    lower = [-1.0, lo, w_min]
-    upper = [8.0, hi, settings.max_width_per_nm]
+    # with a polynomial factor the exponent is held (see _fit_rods); free only for order 0
+    p_lo, p_hi = (-1.0, 8.0) if settings.background_order == 0 else (exponent, exponent)
+    lower = [p_lo, lo, w_min]
+    upper = [p_hi, hi, settings.max_width_per_nm]
     if linear:
         theta0.append(0.0)
         lower.append(0.0)
@@ -1255,7 +1270,7 @@ def _fit_rod_model(
     refined = _levenberg_marquardt(
         spec.model(settings.peak_shape), profile, theta0, lower, upper, max_nfev=settings.max_nfev
     )
-    stats = _statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic)
+    stats = _statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic, lower == upper)
     return _RodModelFit(spec=spec, refined=refined, stats=stats)
 
 
@@ -1270,11 +1285,14 @@ def _background_model() -> _Model:
 
 
 def _start_exponent(profile: _Profile) -> float:
-    """Power-law exponent from a straight line in log-log over the positive bins."""
+    """Power-law exponent: minus the slope of a straight line through log I vs log q."""
     positive = profile.y > 0
     if positive.sum() < 3:
         return 2.0
-    slope = np.polyfit(profile.log_q[positive], np.log(profile.y[positive]), 1)[0]
+    x = profile.log_q[positive]
+    y = np.log(profile.y[positive])
+    x = x - x.mean()
+    slope = float(x @ (y - y.mean()) / max(float(x @ x), 1e-300))
     return float(np.clip(-slope, -1.0, 8.0))
 
 
@@ -1355,20 +1373,28 @@ def fit_rods(
 
 
 def _fit_rods(profile: _Profile, settings: RodFitSettings, start: RodFit | None) -> RodFit:
-    exponent0 = (
-        start.background_exponent
-        if start is not None and math.isfinite(start.background_exponent)
-        else _start_exponent(profile)
-    )
+    if settings.background_order == 0:
+        exponent0 = (
+            start.background_exponent
+            if start is not None and math.isfinite(start.background_exponent)
+            else _start_exponent(profile)
+        )
+        p_lo, p_hi = -1.0, 8.0
+    else:
+        # a polynomial factor is nearly degenerate with the exponent: hold it at the
+        # log-log slope of the data (the polynomial absorbs the rest)
+        exponent0 = p_lo = p_hi = _start_exponent(profile)
     background = _levenberg_marquardt(
         _background_model(),
         profile,
         np.array([exponent0]),
-        np.array([-1.0]),
-        np.array([8.0]),
+        np.array([p_lo]),
+        np.array([p_hi]),
         max_nfev=settings.max_nfev,
     )
-    bg_stats = _statistics(background.evaluation, profile.n, 1, settings.ic)
+    bg_stats = _statistics(
+        background.evaluation, profile.n, 1, settings.ic, np.array([p_lo == p_hi])
+    )
     if not math.isfinite(bg_stats.ic):
         return _failed_rods("the background fit did not converge", settings, profile.n)
     residual = background.evaluation.residual / profile.weight
@@ -1411,7 +1437,9 @@ class _Context:
         return replace(
             _failed_rods(message, self.settings, self.profile.n, ic_values, self.warm),
             background_exponent=float(self.background.evaluation.theta[0]),
-            background_exponent_err=_stderr(self.bg_stats, 0),
+            background_exponent_err=math.nan
+            if self.bg_stats.fixed[0]
+            else _stderr(self.bg_stats, 0),
             redchi=self.bg_stats.redchi,
             ok=True,
         )
@@ -1440,9 +1468,10 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
         "hexagonal": _fit_rod_model(profile, starts["hexagonal"][0], exponent, settings),
         "square": _fit_rod_model(profile, starts["square"][0], exponent, settings),
     }
-    best_plain_ic = min(starts["hexagonal"][1], starts["square"][1])
-    if starts["rhombic"][1] < best_plain_ic - settings.delta_ic_symmetry:
-        fits["rhombic"] = _fit_rod_model(profile, starts["rhombic"][0], exponent, settings)
+    # the rhombic model is refined only where its start beats both lattices' starts
+    rhombic_start, rhombic_ic = starts["rhombic"]
+    if rhombic_ic < min(starts["hexagonal"][1], starts["square"][1]) - settings.delta_ic_symmetry:
+        fits["rhombic"] = _fit_rod_model(profile, rhombic_start, exponent, settings)
     nan = math.nan
     ics = (
         context.bg_stats.ic,
@@ -1600,7 +1629,7 @@ def _rod_result(
         width_err_per_nm=_stderr(stats, 2),
         width_growth=growth,
         background_exponent=float(theta[0]),
-        background_exponent_err=_stderr(stats, 0),
+        background_exponent_err=math.nan if stats.fixed[0] else _stderr(stats, 0),
         rod_positions_per_nm=tuple(p for p, _ in rods),
         rod_heights=tuple(h for _, h in rods),
         redchi=stats.redchi,

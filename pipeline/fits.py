@@ -20,6 +20,7 @@ converge, a peak at the edge of its window) never raise: they give NaN values,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -60,6 +61,7 @@ _RIDGE = 1e-10  # relative ridge of the normal equations: keeps coinciding colum
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _MIN_POINTS = 12
 _PEAKS_PER_WIDTH = 2  # first-rod candidates per matched-filter width
+_WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
 
 
 # --------------------------------------------------------------------------------------
@@ -921,9 +923,16 @@ def _statistics(
     chi2 = max(ev.chi2, 1e-300)
     dof = max(n_points - n_params, 1)
     redchi = chi2 / dof
-    penalty = math.log(n_points) if ic == "bic" else 2.0
-    value = n_points * math.log(chi2 / n_points) + penalty * n_params
+    value = _information_criterion(chi2, n_points, n_params, ic)
     return _Statistics(ev, n_theta, chi2, redchi, value, n_params, fixed)
+
+
+def _information_criterion(
+    chi2: float, n_points: int, n_params: int, ic: InformationCriterion
+) -> float:
+    """Information criterion as lmfit defines it: n ln(chi2 / n) + k ln n, or + 2 k."""
+    penalty = math.log(n_points) if ic == "bic" else 2.0
+    return n_points * math.log(max(chi2, 1e-300) / n_points) + penalty * n_params
 
 
 def _stderr(stats: _Statistics, row: int) -> float:
@@ -1019,18 +1028,34 @@ def _rod_spec(
     name: RodModelName, q1_per_nm: float, q_max_per_nm: float, linear_width: bool
 ) -> _RodModelSpec:
     """The rods of a model that can fall inside the profile for a first rod near q1."""
-    limit = q_max_per_nm / q1_per_nm
+    ratios = _SMALLEST_RATIOS[name]
+    count = int(np.searchsorted(ratios, q_max_per_nm / q1_per_nm, side="right"))
+    return _cached_rod_spec(name, count, linear_width)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_rod_spec(name: RodModelName, count: int, linear_width: bool) -> _RodModelSpec:
+    """The first `count` rod families of a model (ordered by their smallest position)."""
     if name == "rhombic":
-        rows = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)
-        lowest = np.minimum(rhombic_ratios(GAMMA_RANGE_DEG[0]), rhombic_ratios(GAMMA_RANGE_DEG[1]))
-        families = rows[lowest <= limit]
+        order = np.argsort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC, kind="stable")
+        families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[np.sort(order[:count])]
     else:
-        ratios = np.asarray(HEXAGONAL_RATIOS if name == "hexagonal" else SQUARE_RATIOS)
-        ratios = ratios[ratios <= limit]
+        ratios = np.asarray(HEXAGONAL_RATIOS if name == "hexagonal" else SQUARE_RATIOS)[:count]
         families = np.stack([ratios**2, np.zeros_like(ratios)], axis=1)
     return _RodModelSpec(
         name=name, families=np.ascontiguousarray(families), linear_width=linear_width
     )
+
+
+#: Smallest position of each rod family over the allowed gamma range, in units of q1.
+_SMALLEST_RATIOS_UNSORTED_RHOMBIC = np.minimum(
+    rhombic_ratios(GAMMA_RANGE_DEG[0]), rhombic_ratios(GAMMA_RANGE_DEG[1])
+)
+_SMALLEST_RATIOS: dict[str, FloatArray] = {
+    "hexagonal": np.asarray(HEXAGONAL_RATIOS),
+    "square": np.asarray(SQUARE_RATIOS),
+    "rhombic": np.sort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1169,21 +1194,25 @@ def _cold_candidates(
 
 
 def _warm_candidates(
-    profile: _Profile, residual: FloatArray, start: RodFit, settings: RodFitSettings
+    profile: _Profile, start: RodFit, settings: RodFitSettings
 ) -> dict[RodModelName, list[_RodCandidate]]:
-    """Starts of every lattice model at the previous frame's first rod and width."""
-    width = float(np.clip(start.width_per_nm, 2.5 * profile.bin_per_nm, settings.max_width_per_nm))
-    grid, snr = _matched_filter_snr(profile, residual, np.array([width]))
-    scored = {
-        c.model: c
-        for c in _model_scores(
-            grid, snr[0], np.array([start.q1_per_nm]), width, float(profile.q[-1])
-        )
+    """Starts of every lattice model at the previous frame's first rod and width.
+
+    The rhombic model starts at the previous gamma where there was one, else at each of
+    :data:`_WARM_GAMMAS_DEG` (the exact criterion then picks one).
+    """
+    width = float(np.clip(start.width_per_nm, profile.bin_per_nm, settings.max_width_per_nm))
+    q1 = start.q1_per_nm
+    gammas = (
+        (start.gamma_deg,)
+        if start.symmetry == "pseudo-hexagonal" and math.isfinite(start.gamma_deg)
+        else _WARM_GAMMAS_DEG
+    )
+    return {
+        "hexagonal": [_RodCandidate("hexagonal", 0.0, q1, width, math.nan)],
+        "square": [_RodCandidate("square", 0.0, q1, width, math.nan)],
+        "rhombic": [_RodCandidate("rhombic", 0.0, q1, width, gamma) for gamma in gammas],
     }
-    if start.symmetry == "pseudo-hexagonal" and math.isfinite(start.gamma_deg):
-        rh = scored["rhombic"]
-        scored["rhombic"] = _RodCandidate("rhombic", rh.score, rh.q1_per_nm, width, start.gamma_deg)
-    return {name: [candidate] for name, candidate in scored.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1225,13 +1254,13 @@ def _start_ic(
     """Information criterion of a lattice at its start (inf without a first rod there)."""
     spec, theta, low, high = _rod_problem(profile, candidate, exponent, settings)
     model = spec.model(settings.peak_shape)
-    out = _evaluate_kernel(theta, *_model_args(model, profile), False)
-    ev = _evaluation(theta, out, model, profile)
-    m = spec.families.shape[0]
-    first_rod = ev.beta[ev.n_background :: m].sum()  # Gaussian and Lorentzian parts
+    residual, beta, *_ = _evaluate_kernel(theta, *_model_args(model, profile), False)
+    n_background = profile.legendre.shape[1] + 1
+    first_rod = beta[n_background :: spec.families.shape[0]].sum()  # Gaussian + Lorentzian
     if not first_rod > 0:  # a lattice without its first rod is not this lattice
         return math.inf
-    return _statistics(ev, profile.n, spec.n_theta, settings.ic, low == high).ic
+    n_params = spec.n_theta - int(np.count_nonzero(low == high)) + beta.size
+    return _information_criterion(float(residual @ residual), profile.n, n_params, settings.ic)
 
 
 def _rod_problem(
@@ -1307,14 +1336,18 @@ def fit_rods(
     """Find and fit the superlattice rods of a GISAXS q_par cut; name the lattice.
 
     The background is q^-p times a low-order polynomial plus a constant (see
-    `settings.background_order`). Four models are fitted and compared by the information
-    criterion: background only ("none"); a hexagonal lattice (rods at q1 x 1, sqrt 3, 2,
-    sqrt 7, ...); a square one (1, sqrt 2, 2, sqrt 5, ...); a rhombic one with free
-    gamma in (62, 88) deg. Rods are tied to q1 (and gamma), each has its own height, and
-    all share one width (or a width growing linearly with q). The first rod is found
-    without a fixed guess: the background-only fit is divided out and a matched filter
-    scans the q1 window at several widths; each lattice starts from the q1 that explains
-    most of the excess. Naming:
+    `settings.background_order`; with a polynomial, p is held at the log-log slope of the
+    data, with order 0 it is fitted). Four models are fitted and compared by the
+    information criterion: background only ("none"); a hexagonal lattice (rods at
+    q1 x 1, sqrt 3, 2, sqrt 7, ...); a square one (1, sqrt 2, 2, sqrt 5, ...); a rhombic
+    one with free gamma in (62, 88) deg, refined only where its start beats both. Rods are
+    tied to q1 (and gamma), each has its own height >= 0, and all share one width (or a
+    width growing linearly with q). The first rod is found without a fixed guess: the
+    background-only fit is subtracted and a zero-mean matched filter scans the q1 window
+    at several widths; the strongest peaks, and the q1 that would make them the sqrt 3,
+    sqrt 2 or second rod, start each lattice, and the exact criterion picks the start.
+    A lattice whose first rod is below `settings.min_rod_snr` sigma, or whose width runs
+    to `settings.max_width_per_nm`, does not count. Naming:
 
     - "none": the best rod model beats the background by less than
       `settings.delta_ic_rod`, or its first rod is below `settings.min_rod_snr` sigma;
@@ -1333,8 +1366,8 @@ def fit_rods(
     settings : RodFitSettings
         Window, models and thresholds.
     start : RodFit, optional
-        The previous frame's result. Its q1, width and background exponent start the
-        fits; when that gives no usable rod the full search runs.
+        The previous frame's result. Its q1, width (and gamma) start the fits instead of
+        the search; when that gives no rod or fails, the full search runs.
 
     Returns
     -------
@@ -1408,7 +1441,7 @@ def _fit_rods(profile: _Profile, settings: RodFitSettings, start: RodFit | None)
         and lo <= start.q1_per_nm <= hi
     ):
         warm_context = _Context(profile, settings, background, bg_stats, warm=True)
-        warm = _decide(warm_context, _warm_candidates(profile, residual, start, settings))
+        warm = _decide(warm_context, _warm_candidates(profile, start, settings))
         if warm.ok and warm.symmetry != "none":
             return warm
     context = _Context(profile, settings, background, bg_stats, warm=False)

@@ -49,14 +49,14 @@ def remove_instrumental_fwhm(
     peak_shape : {"gaussian", "lorentzian", "pseudo_voigt"}
         Shape the width was fitted with; sets the rule (see the module docstring).
     eta : float, optional
-        Lorentzian fraction of the pseudo-Voigt, in [0, 1]; required for "pseudo_voigt"
-        and ignored otherwise.
+        Lorentzian fraction of the pseudo-Voigt, in [0, 1] (NaN, from a failed fit, gives
+        NaN); required for "pseudo_voigt" and ignored otherwise.
 
     Returns
     -------
     float
-        Sample FWHM in nm^-1; NaN (not an error) when either width is NaN or the measured
-        width is not larger than the instrumental one.
+        Sample FWHM in nm^-1; NaN (not an error) when a width or eta is NaN or the
+        measured width is not larger than the instrumental one.
 
     Raises
     ------
@@ -84,12 +84,12 @@ def remove_instrumental_fwhm(
         raise ValueError(msg)
     lorentz_eta = 1.0 if peak_shape == "lorentzian" else 0.0
     if peak_shape == "pseudo_voigt":
-        if eta is None or not 0.0 <= eta <= 1.0:
+        if eta is None or eta < 0.0 or eta > 1.0:
             msg = f"a pseudo-Voigt width needs its Lorentzian fraction eta in [0, 1], got {eta!r}"
             raise ValueError(msg)
         lorentz_eta = eta
-    if not (math.isfinite(fwhm_per_nm) and math.isfinite(instrument_fwhm_per_nm)):
-        return math.nan
+    if not all(map(math.isfinite, (fwhm_per_nm, instrument_fwhm_per_nm, lorentz_eta))):
+        return math.nan  # a failed fit: NaN width, instrument or eta
     if fwhm_per_nm <= instrument_fwhm_per_nm:
         return math.nan
     ratio = instrument_fwhm_per_nm / fwhm_per_nm

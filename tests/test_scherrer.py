@@ -65,6 +65,8 @@ def test_width_not_above_instrument_is_nan(shape):
     assert math.isnan(remove_instrumental_fwhm(0.2, 0.3, peak_shape=shape, eta=0.5))
     assert math.isnan(remove_instrumental_fwhm(math.nan, 0.1, peak_shape=shape, eta=0.5))
     assert math.isnan(remove_instrumental_fwhm(0.5, math.nan, peak_shape=shape, eta=0.5))
+    # a failed fit: every value NaN, the pipeline goes on
+    assert math.isnan(remove_instrumental_fwhm(math.nan, 0.1, peak_shape=shape, eta=math.nan))
 
 
 def test_bad_arguments_raise():

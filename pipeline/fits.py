@@ -92,8 +92,9 @@ class RodFitSettings:
         plus constant. The default 3 absorbs most of the slow form-factor modulation of
         ~6 nm cubes, whose broad minima would otherwise pass for rods.
     max_width_per_nm : float
-        Largest rod FWHM, in nm^-1: broader features are not rods (domain of
-        ~2 pi / 0.25 = 25 nm or more).
+        Largest rod FWHM, in nm^-1: a model whose width runs to it fits a broad feature
+        (form-factor modulation), not rods. 0.15 allows domains down to
+        2 pi / 0.15 = 42 nm, four to five particles.
     delta_ic_rod : float
         A rod model must beat the background-only model by this much in the information
         criterion; below it the frame is "none". 10 is "very strong" evidence on the
@@ -121,7 +122,7 @@ class RodFitSettings:
     ic: InformationCriterion = "bic"
     width_model: Literal["common", "linear"] = "common"
     background_order: int = 3
-    max_width_per_nm: float = 0.25
+    max_width_per_nm: float = 0.15
     delta_ic_rod: float = 10.0
     delta_ic_symmetry: float = 10.0
     gamma_margin_deg: float = 3.0
@@ -1367,7 +1368,7 @@ def fit_rods(
         Window, models and thresholds.
     start : RodFit, optional
         The previous frame's result. Its q1, width (and gamma) start the fits instead of
-        the search; when that gives no rod or fails, the full search runs.
+        the search; when that fails or names another lattice, the full search decides.
 
     Returns
     -------
@@ -1442,7 +1443,8 @@ def _fit_rods(profile: _Profile, settings: RodFitSettings, start: RodFit | None)
     ):
         warm_context = _Context(profile, settings, background, bg_stats, warm=True)
         warm = _decide(warm_context, _warm_candidates(profile, start, settings))
-        if warm.ok and warm.symmetry != "none":
+        # a change of lattice (or a lost rod) is confirmed by the full search
+        if warm.ok and warm.symmetry == start.symmetry:
             return warm
     context = _Context(profile, settings, background, bg_stats, warm=False)
     return _decide(context, _cold_candidates(profile, residual, settings))

@@ -371,3 +371,42 @@ def test_results_are_frozen():
     peak: PeakFit = fit_peak200(Q_WAXS, *peak_profile(0.7), settings=PeakFitSettings())
     with pytest.raises(AttributeError):
         peak.ok = False  # type: ignore[misc]
+
+
+# ------------------------------------------------------- the sample-data generator's physics
+
+
+def synth_cut(study_time_s, *, seed, pixels_per_bin=20):
+    """A q_par cut built like sample_data.synth draws a GISAXS frame (Yoneda band)."""
+    from sample_data import synth
+
+    q = np.linspace(0.3, 2.4, 300)
+    q_perp = 0.38  # the Yoneda band at 10 keV, 0.3 deg
+    state = synth.gisaxs_state_at(study_time_s)
+    expected = 3000 * synth.cube_form_factor(q, np.full_like(q, q_perp)) + 0.5
+    if state.q1_per_nm is not None:
+        vertical = float(synth.cube_form_factor(np.zeros(1), np.array([q_perp]))[0])
+        positions, multiplicity = synth.rod_positions_per_nm(
+            state.q1_per_nm, state.gamma_deg, q_max_per_nm=2.6
+        )
+        for position, count in zip(positions, multiplicity, strict=True):
+            height = 700 * count * state.q1_per_nm / position * np.exp(-((0.6 * position) ** 2))
+            expected = expected + vertical * height * gaussian(q, position, state.rod_fwhm_per_nm)
+    counts = np.random.default_rng(seed).poisson(expected * pixels_per_bin).astype(float)
+    return q, counts / pixels_per_bin, np.sqrt(np.maximum(counts, 1)) / pixels_per_bin, state
+
+
+def test_study_timeline_of_the_sample_data_generator():
+    previous = None
+    for i, time_s in enumerate((150.0, 600.0, 1200.0, 1650.0, 1800.0, 2100.0, 2400.0, 2700.0)):
+        q, y, s, state = synth_cut(time_s, seed=i)
+        cold = fit_rods(q, y, s, settings=SETTINGS)
+        warm = fit_rods(q, y, s, settings=SETTINGS, start=previous)
+        previous = warm
+        for fit in (cold, warm):
+            assert fit.ok, fit.message
+            assert fit.symmetry == state.symmetry, (time_s, fit.message)
+            if state.q1_per_nm is not None:
+                assert fit.q1_per_nm == pytest.approx(state.q1_per_nm, rel=2e-3)
+            if state.symmetry == "pseudo-hexagonal":
+                assert fit.gamma_deg == pytest.approx(state.gamma_deg, abs=1.0)

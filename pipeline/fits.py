@@ -382,6 +382,9 @@ class _Profile:
         return float((self.q[-1] - self.q[0]) / max(self.q.size - 1, 1))
 
 
+#: LLVM fast-math flags of the compiled kernels: reassociation (vectorised sums) but
+#: not "no NaN / no inf", which would let the compiler drop the finiteness checks.
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _SHAPE_CODES: dict[str, int] = {"gaussian": 0, "lorentzian": 1, "pseudo_voigt": 2}
 #: Model geometries: no peaks; lattice rods, theta = [p, q1, w, (s), (gamma)];
 #: independent peaks, theta = [c0, w0, c1, w1, ...].
@@ -424,7 +427,7 @@ class _Evaluation:
     n_background: int
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _geometry(
     mode: int, theta: FloatArray, families: FloatArray, linear_width: bool, rhombic: bool
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -464,7 +467,7 @@ def _geometry(
     return centers, widths, d_centers, d_widths
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     """Solve matrix @ x = rhs for a small symmetric positive-definite matrix, rhs (k, r)."""
     k = matrix.shape[0]
@@ -493,7 +496,7 @@ def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     return x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _evaluate_kernel(
     theta: FloatArray,
     mode: int,
@@ -666,7 +669,7 @@ def _evaluate_kernel(
     return residual, beta, active, derivative, jacobian, design, norms
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _lm_kernel(
     theta0: FloatArray,
     lower: FloatArray,

@@ -8,7 +8,9 @@ squares, with non-negative peak heights; a Levenberg-Marquardt loop moves the no
 parameters only, with the analytic (Kaufman) Jacobian. This is the same minimum and, to
 first order, the same standard errors as a fit of all parameters with lmfit (a test checks
 this against :func:`lmfit.minimize`), at a fraction of the cost: lmfit spends ~0.7 ms of
-fixed bookkeeping per fit, more than the per-frame budget of the four models here.
+fixed bookkeeping per fit, more than the per-frame budget of the four models here. The
+inner loop (design, linear solve, Jacobian, Levenberg-Marquardt) is compiled with numba;
+the first call of a process compiles it (~15 s, then cached on disk next to the module).
 
 Conventions, as in lmfit: standard errors come from the covariance of the Jacobian scaled
 by the reduced chi-square; ``bic = n ln(chi2 / n) + k ln n``, ``aic = n ln(chi2 / n) + 2 k``
@@ -1159,7 +1161,7 @@ def _search_widths(profile: _Profile, settings: RodFitSettings) -> FloatArray:
 
 def _cold_candidates(
     profile: _Profile, residual: FloatArray, settings: RodFitSettings
-) -> dict[RodModelName, list[_RodCandidate]]:
+) -> tuple[dict[RodModelName, list[_RodCandidate]], str]:
     """Starts of each lattice model from a scan of the whole q1 window.
 
     For each filter width, the two strongest local maxima of the matched-filter SNR inside
@@ -1167,6 +1169,9 @@ def _cold_candidates(
     that would make them the sqrt 3, sqrt 2 or second rod. Each lattice keeps, per width,
     the candidate whose rods explain most of the excess; the exact fit criterion then
     picks among those (:func:`_best_start`).
+
+    Also returns a message (else "") when the strongest peak near the window lies just
+    below it (or just above it, with none inside): the first rod is then likely outside.
     """
     lo, hi = settings.q1_window_per_nm
     q_max = float(profile.q[-1])
@@ -1175,7 +1180,29 @@ def _cold_candidates(
     inside = (grid > lo) & (grid < hi)
     local_max = np.zeros(snr.shape, dtype=bool)
     local_max[:, 1:-1] = (snr[:, 1:-1] > snr[:, :-2]) & (snr[:, 1:-1] >= snr[:, 2:])
-    peaks = local_max & inside & (snr >= settings.min_rod_snr)
+    # the filter is not trusted within 1.5 widths of the profile's ends
+    ends = (grid[None, :] - grid[0] < 1.5 * widths[:, None]) | (
+        grid[-1] - grid[None, :] < 1.5 * widths[:, None]
+    )
+    strong = local_max & ~ends & (snr >= settings.min_rod_snr)
+    peaks = strong & inside
+    margin = settings.max_width_per_nm
+    below = strong & (grid >= lo - margin) & (grid <= lo)
+    above = strong & (grid >= hi) & (grid <= hi + margin)
+    best_inside = float(snr[peaks].max()) if peaks.any() else 0.0
+    # no rod lies below the first: a clear peak just below the window is the first rod
+    clear = max(settings.min_rod_snr + 1.0, 0.5 * best_inside)
+    edge = ""
+    if below.any() and float(snr[below].max()) >= clear:
+        edge = f"{float(grid[np.nonzero(below)[1][np.argmax(snr[below])]]):.3f} nm^-1, below"
+    elif above.any() and not peaks.any():
+        edge = f"{float(grid[np.nonzero(above)[1][np.argmax(snr[above])]]):.3f} nm^-1, above"
+    message = (
+        f"the strongest rod ({edge} the q1 window {lo:g}-{hi:g} nm^-1) lies outside the "
+        "window: the first rod may be missed; widen q1_window_per_nm"
+        if edge
+        else ""
+    )
     starts: dict[RodModelName, list[_RodCandidate]] = {}
     for row, width in enumerate(widths):
         cols = np.flatnonzero(peaks[row])
@@ -1194,7 +1221,7 @@ def _cold_candidates(
             # the same first rod found at another width is one start
             if all(abs(candidate.q1_per_nm - k.q1_per_nm) > 0.5 * width for k in known):
                 known.append(candidate)
-    return starts
+    return starts, message
 
 
 def _warm_candidates(
@@ -1450,7 +1477,10 @@ def _fit_rods(profile: _Profile, settings: RodFitSettings, start: RodFit | None)
         if warm.ok and warm.symmetry == start.symmetry:
             return warm
     context = _Context(profile, settings, background, bg_stats, warm=False)
-    return _decide(context, _cold_candidates(profile, residual, settings))
+    candidates, edge_message = _cold_candidates(profile, residual, settings)
+    if edge_message:
+        return _failed_rods(edge_message, settings, profile.n)
+    return _decide(context, candidates)
 
 
 @dataclass(frozen=True, slots=True)

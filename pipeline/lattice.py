@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 Symmetry = Literal["none", "hexagonal", "square", "pseudo-hexagonal", "unknown"]
-#: Every symmetry label, in the order of increasing order.
+#: Every symmetry label: no rod, undecided, then from hexagonal to square.
 SYMMETRIES: tuple[Symmetry, ...] = ("none", "unknown", "hexagonal", "pseudo-hexagonal", "square")
 
 #: Rod positions of a hexagonal lattice in units of q1: sqrt(h^2 + h k + k^2).

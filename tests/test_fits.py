@@ -205,12 +205,13 @@ def test_nan_bins_are_dropped():
     assert fit.n_points == np.sum(np.isfinite(y) & np.isfinite(s))
 
 
-def test_first_rod_outside_the_window_is_flagged():
+@pytest.mark.parametrize("window", [(0.4, 0.76), (0.84, 1.4)])
+def test_first_rod_outside_the_window_is_flagged(window):
     y, s = rod_profile(0.80, "hexagonal", seed=11)
-    fit = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(q1_window_per_nm=(0.4, 0.75)))
-    assert not (fit.ok and fit.symmetry != "none" and abs(fit.q1_per_nm - 0.75) < 0.01)
-    if not fit.ok:
-        assert "edge" in fit.message
+    fit = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(q1_window_per_nm=window))
+    assert not fit.ok
+    assert "widen q1_window_per_nm" in fit.message
+    assert math.isnan(fit.q1_per_nm)
 
 
 @pytest.mark.parametrize(

@@ -1132,10 +1132,14 @@ def _model_scores(
         return np.sum(np.where(keep, values * values - 1.0, 0.0), axis=-1)
 
     out = []
-    for name, ratios in (("hexagonal", HEXAGONAL_RATIOS), ("square", SQUARE_RATIOS)):
+    lattices: tuple[tuple[RodModelName, tuple[float, ...]], ...] = (
+        ("hexagonal", HEXAGONAL_RATIOS),
+        ("square", SQUARE_RATIOS),
+    )
+    for name, ratios in lattices:
         scores = score(q1s[:, None] * np.asarray(ratios)[None, :])
         out += [
-            _RodCandidate(name, float(sc), float(q1), width, math.nan)  # type: ignore[arg-type]
+            _RodCandidate(name, float(sc), float(q1), width, math.nan)
             for sc, q1 in zip(scores, q1s, strict=True)
         ]
     families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)

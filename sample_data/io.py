@@ -231,7 +231,7 @@ def _truth_meta(
             f"detectors, at time_s = {synth.PERIOD_S:g} * i) stands for "
             f"{synth.STUDY_DURATION_S:g} s * i / {n_last} after injection; phases: form "
             "factor only, hexagonal (q1 0.78 -> 0.80), pseudo-hexagonal (rhombic, b "
-            "0.805 -> 0.825, gamma 68 -> 78 deg), square (q1 0.83); {200} FWHM 1.1 -> 0.7 "
+            "0.805 -> 0.825, gamma 70 -> 80 deg), square (q1 0.83); {200} FWHM 1.1 -> 0.7 "
             "-> 0.5 nm^-1 while the rings turn into in-plane spots"
         ),
         "wavelength_m": synth.WAVELENGTH_M,

@@ -110,7 +110,7 @@ _SQUARE_FROM_S = 2300.0
 # First rod through the phases, in nm^-1, and the rhombic angle, in degrees.
 _HEX_Q1_PER_NM = (0.78, 0.80)
 _PSEUDO_Q1_PER_NM = (0.805, 0.825)
-_PSEUDO_GAMMA_DEG = (68.0, 78.0)
+_PSEUDO_GAMMA_DEG = (70.0, 80.0)
 _SQUARE_Q1_PER_NM = 0.83
 # Rod widths (FWHM in q_par, instrument included), in nm^-1: pseudo-hexagonal rods broaden.
 ROD_FWHM_PER_NM: dict[Symmetry, float] = {
@@ -357,7 +357,7 @@ def gisaxs_state_at(study_time_s: float) -> GisaxsState:
     """The monolayer's lattice at a time of the study (s after injection).
 
     Form factor only before 800 s; hexagonal with q1 rising 0.78 -> 0.80 nm^-1 until
-    1750 s; pseudo-hexagonal (rhombic, b 0.805 -> 0.825 nm^-1, gamma 68 -> 78 deg) until
+    1750 s; pseudo-hexagonal (rhombic, b 0.805 -> 0.825 nm^-1, gamma 70 -> 80 deg) until
     2300 s; square with q1 = 0.83 nm^-1 after.
 
     Examples

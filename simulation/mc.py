@@ -1,0 +1,581 @@
+"""Metropolis Monte Carlo of patchy hard truncated squares in a periodic plane (NVT, NPT).
+
+Moves
+-----
+* Single-particle translations and rotations about the vertical axis (half of each),
+  Metropolis, over a cell list with checkerboard domain decomposition: each sweep the cell
+  grid is shifted by a random vector, the cells are coloured 2 x 2, and the four colours are
+  visited in a random order; within one colour every active cell makes as many trial moves
+  as it holds particles, on its own random stream, and a move that would leave its cell is
+  rejected. Active cells of one colour are a full cell apart, so they run in parallel
+  (numba ``prange``) and the result does not depend on the number of threads.
+* Cluster moves (``cluster_move_every``): a seed particle is picked at random and bonded
+  neighbours are added with probability ``1 - exp(-eps n_ij)`` (``n_ij`` bonds of the pair),
+  recursively; the cluster is translated, or rotated about its centre, rigidly. With this
+  link probability the Boltzmann factor of the bonds made or broken at the cluster's
+  boundary cancels the probability of (not) linking them, so the move is accepted whenever
+  it creates no overlap and it obeys detailed balance exactly (the bonded-pair analogue of
+  the Swendsen-Wang/Wolff construction). Rotations of a cluster that wraps the periodic
+  box are rejected. Whole aggregates diffuse, meet and merge this way at eps ~ 6 kT, where
+  single-particle moves freeze.
+* NPT volume moves (every ``volume_move_every`` sweeps): a random-walk step in ``ln V``,
+  isotropic or along one box axis (so a square or a rectangular cell of the crystal can
+  fit), positions scaled affinely, accepted with
+  ``min(1, exp(-P dV + (N + 1) ln(V'/V) - dU))``.
+
+Step sizes are tuned towards ``target_acceptance`` during the first ``tune_sweeps``
+sweeps and then frozen, so the production part is a proper Markov chain.
+
+Random numbers come from counter-based SplitMix64 streams keyed on (seed, sweep, phase,
+cell), so a run is fully reproduced by its seed on any number of threads.
+
+Bookkeeping: the bond count (energy ``-eps * n_bonds``) is tracked incrementally; after
+every run it is checked against a full recount (`total_energy`) and the final state
+against `count_overlaps`, and a mismatch raises `SimulationError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.errors import SimulationError
+from simulation.shape import Patches, TruncatedSquare, close_packed_fraction
+
+__all__ = [
+    "MCModel",
+    "MCResult",
+    "MCSettings",
+    "MCState",
+    "SweepRecords",
+    "count_bonds",
+    "count_overlaps",
+    "initial_state",
+    "run_mc",
+    "total_energy",
+]
+
+MIN_CELLS_PER_SIDE = 4  # 2 x 2 checkerboard with a full inactive cell between active ones
+
+
+@dataclass(frozen=True, slots=True)
+class MCModel:
+    """The interaction model: hard truncated squares, optionally with patches.
+
+    Parameters
+    ----------
+    shape : TruncatedSquare
+        Particle shape (default: regular octagon of edge 1 L).
+    patches : Patches or None
+        Facet patches; None for hard particles.
+
+    Examples
+    --------
+    >>> m = MCModel(patches=Patches(ratio=0.1, eps_kT=6.0))
+    >>> round(m.interaction_range_L, 4)
+    1.1008
+    """
+
+    shape: TruncatedSquare = field(default_factory=TruncatedSquare)
+    patches: Patches | None = None
+
+    @property
+    def interaction_range_L(self) -> float:
+        """Largest centre distance at which two particles interact (overlap or bond), in L."""
+        from simulation import _kernels
+
+        return float(self._geometry()[_kernels.G_RCUT])
+
+    @property
+    def eps_kT(self) -> float:
+        """Well depth per bond, in kT (0 without patches)."""
+        return 0.0 if self.patches is None else self.patches.eps_kT
+
+    def _geometry(self) -> NDArray[np.float64]:
+        return self.shape._geometry(self.patches)
+
+
+@dataclass(frozen=True, slots=True)
+class MCState:
+    """A configuration in a periodic rectangular box with its origin at (0, 0).
+
+    Parameters
+    ----------
+    positions_L : ndarray, shape (N, 2)
+        Particle centres, in L, wrapped into ``[0, box_L)``.
+    angles_rad : ndarray, shape (N,)
+        Orientation of each particle (angle of its first facet normal from x), in rad.
+    box_L : ndarray, shape (2,)
+        Box side lengths, in L.
+
+    Raises
+    ------
+    SimulationError
+        If the shapes disagree, values are not finite or the box is not positive.
+    """
+
+    positions_L: NDArray[np.float64]
+    angles_rad: NDArray[np.float64]
+    box_L: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        pos = np.asarray(self.positions_L, dtype=np.float64)
+        ang = np.asarray(self.angles_rad, dtype=np.float64)
+        box = np.asarray(self.box_L, dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[1] != 2 or ang.shape != (pos.shape[0],) or box.shape != (2,):
+            msg = (
+                "MCState: expected positions_L (N, 2), angles_rad (N,), box_L (2,); got "
+                f"{pos.shape}, {ang.shape}, {box.shape}"
+            )
+            raise SimulationError(msg)
+        if not (np.isfinite(pos).all() and np.isfinite(ang).all() and (box > 0).all()):
+            msg = "MCState: positions and angles must be finite and box_L > 0"
+            raise SimulationError(msg)
+        object.__setattr__(self, "positions_L", pos)
+        object.__setattr__(self, "angles_rad", ang)
+        object.__setattr__(self, "box_L", box)
+
+    @property
+    def n_particles(self) -> int:
+        """Number of particles N."""
+        return int(self.positions_L.shape[0])
+
+    def packing_fraction(self, shape: TruncatedSquare) -> float:
+        """Area fraction ``N A / (Lx Ly)``."""
+        return self.n_particles * shape.area / float(np.prod(self.box_L))
+
+
+@dataclass(frozen=True, slots=True)
+class MCSettings:
+    """How to run: ensemble, pressure, move mix, step tuning.
+
+    Parameters
+    ----------
+    ensemble : {"NVT", "NPT"}
+        Fixed box, or fixed pressure with volume moves.
+    pressure_kT_per_L2 : float or None
+        Reduced pressure ``P L^2 / kT`` (required, > 0, for NPT).
+    target_acceptance : float
+        Acceptance that the step-size tuning aims at, in (0, 1).
+    tune_sweeps : int
+        Sweeps at the start of the run during which step sizes are adjusted (every 10
+        sweeps); frozen afterwards.
+    translation_step_L : float
+        Initial maximal single-particle displacement per axis, in L.
+    rotation_step_rad : float
+        Initial maximal single-particle rotation, in rad.
+    cluster_move_every : int
+        Sweeps between rounds of cluster moves; 0 disables them (they are also skipped for
+        hard particles, where every cluster is one particle).
+    cluster_moves_per_particle : float
+        Cluster moves per round, as a fraction of N (at least one).
+    cluster_translation_L, cluster_rotation_rad : float
+        Initial maximal cluster displacement (L) and rotation (rad; divided by the
+        cluster's radius of gyration in L when that is above 1).
+    volume_move_every : int
+        Sweeps between volume moves in NPT (>= 1).
+    log_volume_step : float
+        Initial maximal step in ``ln V`` (or ``ln Lx``/``ln Ly``) of a volume move.
+    anisotropic_volume : bool
+        Also try volume moves that change only one side of the box (half of them).
+
+    Raises
+    ------
+    SimulationError
+        If a value is out of range or NPT has no positive pressure.
+    """
+
+    ensemble: Literal["NVT", "NPT"] = "NVT"
+    pressure_kT_per_L2: float | None = None
+    target_acceptance: float = 0.3
+    tune_sweeps: int = 500
+    translation_step_L: float = 0.1
+    rotation_step_rad: float = 0.1
+    cluster_move_every: int = 1
+    cluster_moves_per_particle: float = 1.0 / 16.0
+    cluster_translation_L: float = 0.2
+    cluster_rotation_rad: float = 0.1
+    volume_move_every: int = 1
+    log_volume_step: float = 0.01
+    anisotropic_volume: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ensemble not in ("NVT", "NPT"):
+            msg = f"MCSettings: ensemble must be 'NVT' or 'NPT', got {self.ensemble!r}"
+            raise SimulationError(msg)
+        if self.ensemble == "NPT" and not (
+            self.pressure_kT_per_L2 is not None
+            and math.isfinite(self.pressure_kT_per_L2)
+            and self.pressure_kT_per_L2 > 0
+        ):
+            msg = (
+                "MCSettings: NPT needs pressure_kT_per_L2 > 0 (reduced pressure P L^2/kT), got "
+                f"{self.pressure_kT_per_L2!r}"
+            )
+            raise SimulationError(msg)
+        if not 0 < self.target_acceptance < 1:
+            msg = f"MCSettings: target_acceptance must be in (0, 1), got {self.target_acceptance!r}"
+            raise SimulationError(msg)
+        for name in ("tune_sweeps", "cluster_move_every"):
+            if getattr(self, name) < 0:
+                msg = f"MCSettings: {name} must be >= 0, got {getattr(self, name)!r}"
+                raise SimulationError(msg)
+        if self.volume_move_every < 1:
+            msg = f"MCSettings: volume_move_every must be >= 1, got {self.volume_move_every!r}"
+            raise SimulationError(msg)
+        for name in (
+            "translation_step_L",
+            "rotation_step_rad",
+            "cluster_moves_per_particle",
+            "cluster_translation_L",
+            "cluster_rotation_rad",
+            "log_volume_step",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                msg = f"MCSettings: {name} must be a finite number > 0, got {value!r}"
+                raise SimulationError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRecords:
+    """Per-sweep observables, one entry per recorded sweep (every ``record_every``).
+
+    Acceptances are the fraction of the moves of that kind accepted since the previous
+    record (NaN where none was tried); step sizes are those in force at the record.
+
+    Attributes
+    ----------
+    sweep : ndarray of int64, shape (R,)
+        Sweep index (1-based: the state after that many sweeps).
+    energy_per_particle_kT, bonds_per_particle, packing_fraction : ndarray, shape (R,)
+        ``-eps n_bonds / N``, ``2 n_bonds / N`` and ``N A / V``.
+    n_bonds : ndarray of int64, shape (R,)
+        Number of bonds (overlapping patch-rectangle pairs).
+    box_x_L, box_y_L : ndarray, shape (R,)
+        Box sides, in L.
+    acceptance_translation, acceptance_rotation : ndarray, shape (R,)
+        Acceptance fractions of single-particle moves.
+    acceptance_cluster, acceptance_volume : ndarray, shape (R,)
+        Acceptance fractions of cluster and volume moves.
+    translation_step_L, rotation_step_rad, log_volume_step : ndarray, shape (R,)
+        Step sizes.
+    mean_cluster_size : ndarray, shape (R,)
+        Mean size of the clusters moved since the previous record (NaN where none).
+    tuning : ndarray of bool, shape (R,)
+        Whether the record lies in the step-tuning part of the run.
+    """
+
+    sweep: NDArray[np.int64]
+    energy_per_particle_kT: NDArray[np.float64]
+    bonds_per_particle: NDArray[np.float64]
+    n_bonds: NDArray[np.int64]
+    packing_fraction: NDArray[np.float64]
+    box_x_L: NDArray[np.float64]
+    box_y_L: NDArray[np.float64]
+    acceptance_translation: NDArray[np.float64]
+    acceptance_rotation: NDArray[np.float64]
+    acceptance_cluster: NDArray[np.float64]
+    acceptance_volume: NDArray[np.float64]
+    translation_step_L: NDArray[np.float64]
+    rotation_step_rad: NDArray[np.float64]
+    log_volume_step: NDArray[np.float64]
+    mean_cluster_size: NDArray[np.float64]
+    tuning: NDArray[np.bool_]
+
+    def as_dict(self) -> dict[str, NDArray[np.float64]]:
+        """All columns as float64 arrays keyed by field name (for writing to files)."""
+        return {
+            name: np.asarray(getattr(self, name), dtype=np.float64)
+            for name in self.__dataclass_fields__
+        }
+
+    def __len__(self) -> int:
+        return int(self.sweep.size)
+
+
+@dataclass(frozen=True, slots=True)
+class MCResult:
+    """The outcome of `run_mc`.
+
+    Attributes
+    ----------
+    state : MCState
+        Final configuration.
+    records : SweepRecords
+        Per-sweep observables.
+    snapshots : tuple of (int, MCState)
+        ``(sweep, state)`` every ``snapshot_every`` sweeps (the final state included).
+    seed : int
+        Seed of the run's random streams: ``run_mc(..., rng=result.seed)`` repeats the run.
+    energy_kT : float
+        Final potential energy, in kT (checked against a full recount).
+    n_bonds : int
+        Final number of bonds.
+    acceptance : dict of str to float
+        Acceptance of each move kind over the production (post-tuning) sweeps
+        (``translation``, ``rotation``, ``cluster``, ``volume``; NaN if none tried).
+    translation_step_L, rotation_step_rad : float
+        Final (tuned) single-particle step sizes, in L and rad.
+    cluster_translation_L, cluster_rotation_rad, log_volume_step : float
+        Final (tuned) cluster and volume step sizes.
+    n_sweeps : int
+        Sweeps run.
+    n_trial_moves : int
+        Single-particle trial moves attempted (translations + rotations, rejected included).
+    """
+
+    state: MCState
+    records: SweepRecords
+    snapshots: tuple[tuple[int, MCState], ...]
+    seed: int
+    energy_kT: float
+    n_bonds: int
+    acceptance: dict[str, float]
+    translation_step_L: float
+    rotation_step_rad: float
+    cluster_translation_L: float
+    cluster_rotation_rad: float
+    log_volume_step: float
+    n_sweeps: int
+    n_trial_moves: int
+
+
+def initial_state(
+    n: int,
+    packing_fraction: float,
+    model: MCModel,
+    *,
+    rng: np.random.Generator | int | None = None,
+    aspect: float = 1.0,
+) -> MCState:
+    """A non-overlapping start: a square lattice with random orientations and small jitter.
+
+    Parameters
+    ----------
+    n : int
+        Number of particles.
+    packing_fraction : float
+        Area fraction ``N A / V``; must be below the close-packed limit. Above
+        ``A / (2 R)^2`` (0.707 for the regular octagon) the particles are aligned.
+    model : MCModel
+        The model (its shape sets the area and the lattice spacing).
+    rng : numpy.random.Generator or int or None
+        Random source for orientations and jitter.
+    aspect : float
+        Box aspect ratio ``Lx / Ly``.
+
+    Returns
+    -------
+    MCState
+        The configuration, checked to have no overlap.
+
+    Raises
+    ------
+    SimulationError
+        If `packing_fraction` is not in (0, close-packed limit), or the box would be too
+        small for the cell list (see `check_box`).
+
+    Examples
+    --------
+    >>> s = initial_state(64, 0.3, MCModel(), rng=1)
+    >>> s.positions_L.shape, round(s.packing_fraction(MCModel().shape), 3)
+    ((64, 2), 0.3)
+    """
+    if n < 1:
+        msg = f"initial_state: n must be >= 1, got {n!r}"
+        raise SimulationError(msg)
+    shape = model.shape
+    limit = close_packed_fraction(shape)
+    if not (math.isfinite(packing_fraction) and 0 < packing_fraction < limit):
+        msg = (
+            f"initial_state: packing_fraction must be in (0, {limit:.4f}) (close packing of "
+            f"these truncated squares), got {packing_fraction!r}"
+        )
+        raise SimulationError(msg)
+    if not (math.isfinite(aspect) and aspect > 0):
+        msg = f"initial_state: aspect must be > 0, got {aspect!r}"
+        raise SimulationError(msg)
+    generator = np.random.default_rng(rng)
+    area = n * shape.area / packing_fraction
+    box = np.array([math.sqrt(area * aspect), math.sqrt(area / aspect)])
+    check_box(box, model)
+    n_x = max(1, math.ceil(math.sqrt(n * aspect)))
+    n_y = math.ceil(n / n_x)
+    spacing = box / np.array([n_x, n_y])
+    free = spacing - 2.0 * shape.circumradius
+    aligned = bool((free <= 0).any())
+    if aligned and float(spacing.min()) <= shape.edge_L:
+        msg = (
+            f"initial_state: packing_fraction {packing_fraction} is too dense for a lattice start "
+            f"of {n} particles in a box of aspect {aspect}; start lower and compress with NPT"
+        )
+        raise SimulationError(msg)
+    sites = np.stack(np.meshgrid(np.arange(n_x), np.arange(n_y), indexing="xy"), -1).reshape(-1, 2)
+    chosen = np.sort(generator.choice(sites.shape[0], size=n, replace=False))
+    positions = (sites[chosen] + 0.5) * spacing
+    if aligned:
+        angles = np.zeros(n)
+        jitter = 0.5 * (spacing - shape.edge_L)
+    else:
+        angles = generator.uniform(0.0, 2.0 * math.pi, n)
+        jitter = 0.5 * free
+    positions = positions + generator.uniform(-1.0, 1.0, (n, 2)) * 0.9 * jitter
+    state = MCState(np.mod(positions, box), angles, box)
+    if count_overlaps(state, model):
+        msg = "initial_state: the lattice start overlaps (a bug); please report"
+        raise SimulationError(msg)
+    return state
+
+
+def check_box(box_L: NDArray[np.float64], model: MCModel) -> None:
+    """Refuse a box too small for the checkerboard cell list.
+
+    The box must hold at least `MIN_CELLS_PER_SIDE` cells of the interaction range per side.
+
+    Parameters
+    ----------
+    box_L : ndarray, shape (2,)
+        Box sides, in L.
+    model : MCModel
+        The model (sets the interaction range).
+
+    Raises
+    ------
+    SimulationError
+        If a side is shorter than ``MIN_CELLS_PER_SIDE * model.interaction_range_L``.
+    """
+    minimum = MIN_CELLS_PER_SIDE * model.interaction_range_L
+    if float(np.min(box_L)) < minimum:
+        msg = (
+            f"box {np.round(box_L, 3).tolist()} L is too small for the cell list: each side must "
+            f"be >= {MIN_CELLS_PER_SIDE} interaction ranges = {minimum:.3f} L; use more particles"
+            " or a lower packing fraction"
+        )
+        raise SimulationError(msg)
+
+
+def run_mc(
+    state: MCState,
+    model: MCModel,
+    n_sweeps: int,
+    *,
+    settings: MCSettings | None = None,
+    rng: np.random.Generator | int | None = None,
+    record_every: int = 1,
+    snapshot_every: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> MCResult:
+    """Run Monte Carlo sweeps from `state` (one sweep = N single-particle trial moves).
+
+    Parameters
+    ----------
+    state : MCState
+        Start configuration; must have no overlap.
+    model : MCModel
+        Shape and patches.
+    n_sweeps : int
+        Number of sweeps (> 0); the first ``settings.tune_sweeps`` of them tune step sizes.
+    settings : MCSettings, optional
+        Ensemble and move settings (default NVT).
+    rng : numpy.random.Generator or int or None
+        An int is used as the seed; a Generator draws the seed; None draws fresh entropy.
+        The seed used is in `MCResult.seed`.
+    record_every : int
+        Sweeps between `SweepRecords` rows (>= 1).
+    snapshot_every : int
+        Sweeps between snapshots (0: only the final state).
+    progress : callable, optional
+        Called with the number of sweeps done, every ``max(record_every, 100)`` sweeps or so.
+
+    Returns
+    -------
+    MCResult
+        Final state, records, snapshots, seed, acceptances and step sizes.
+
+    Raises
+    ------
+    SimulationError
+        If the settings or state cannot be run (overlapping start, box too small, density
+        above close packing), or if the incremental energy disagrees with a recount at the
+        end (a bug).
+
+    """
+    raise NotImplementedError
+
+
+def count_overlaps(state: MCState, model: MCModel) -> int:
+    """Number of overlapping particle pairs (minimum image), by a full cell-list recount.
+
+    Parameters
+    ----------
+    state : MCState
+        Configuration.
+    model : MCModel
+        Shape.
+
+    Returns
+    -------
+    int
+        Overlapping pairs; 0 for a valid hard-particle configuration.
+    """
+    from simulation import _kernels
+
+    return int(_kernels.count_pairs(*_arrays(state), model._geometry(), False))
+
+
+def count_bonds(state: MCState, model: MCModel) -> int:
+    """Number of bonds (overlapping patch-rectangle pairs of distinct particles), recounted.
+
+    Parameters
+    ----------
+    state : MCState
+        Configuration.
+    model : MCModel
+        Shape and patches (0 without patches).
+
+    Returns
+    -------
+    int
+        Bonds.
+    """
+    from simulation import _kernels
+
+    if model.patches is None:
+        return 0
+    return int(_kernels.count_pairs(*_arrays(state), model._geometry(), True))
+
+
+def _arrays(
+    state: MCState,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    pos = np.ascontiguousarray(state.positions_L)
+    return (
+        np.ascontiguousarray(pos[:, 0]),
+        np.ascontiguousarray(pos[:, 1]),
+        np.ascontiguousarray(state.angles_rad),
+        np.ascontiguousarray(state.box_L),
+    )
+
+
+def total_energy(state: MCState, model: MCModel) -> float:
+    """Potential energy ``-eps * count_bonds``, in kT, by a full recount.
+
+    Parameters
+    ----------
+    state : MCState
+        Configuration (assumed free of overlaps; see `count_overlaps`).
+    model : MCModel
+        Shape and patches.
+
+    Returns
+    -------
+    float
+        Energy, in kT.
+    """
+    return -model.eps_kT * count_bonds(state, model)

@@ -506,7 +506,210 @@ def run_mc(
         end (a bug).
 
     """
-    raise NotImplementedError
+    from simulation import _kernels as k
+
+    settings = MCSettings() if settings is None else settings
+    if n_sweeps < 1 or record_every < 1 or snapshot_every < 0:
+        msg = (
+            f"run_mc: need n_sweeps >= 1, record_every >= 1, snapshot_every >= 0; got "
+            f"{n_sweeps}, {record_every}, {snapshot_every}"
+        )
+        raise SimulationError(msg)
+    shape = model.shape
+    limit = close_packed_fraction(shape)
+    if state.packing_fraction(shape) >= limit:
+        msg = (
+            f"run_mc: packing fraction {state.packing_fraction(shape):.4f} is at or above close "
+            f"packing ({limit:.4f}) of these truncated squares"
+        )
+        raise SimulationError(msg)
+    check_box(state.box_L, model)
+    n_overlaps = count_overlaps(state, model)
+    if n_overlaps:
+        msg = (
+            f"run_mc: the start state has {n_overlaps} overlapping pairs; start from initial_state"
+        )
+        raise SimulationError(msg)
+    seed = _seed_from(rng)
+    geometry = model._geometry()
+    n = state.n_particles
+    x, y, th, box = (a.copy() for a in _arrays(state))
+    box = box.copy()
+    x = np.mod(x, box[0])
+    y = np.mod(y, box[1])
+    th = np.mod(th, 2.0 * math.pi)
+    co, si = np.cos(th), np.sin(th)
+    n_bonds = np.array([count_bonds(state, model)], dtype=np.int64)
+    prm = np.zeros(k.P_SIZE)
+    prm[k.P_DT] = settings.translation_step_L
+    prm[k.P_DR] = settings.rotation_step_rad
+    prm[k.P_DCT] = settings.cluster_translation_L
+    prm[k.P_DCR] = settings.cluster_rotation_rad
+    prm[k.P_DLV] = settings.log_volume_step
+    prm[k.P_PRESSURE] = settings.pressure_kT_per_L2 or 0.0
+    prm[k.P_NPT] = 1.0 if settings.ensemble == "NPT" else 0.0
+    prm[k.P_ANISO] = 1.0 if settings.anisotropic_volume else 0.0
+    prm[k.P_CLUSTER_EVERY] = settings.cluster_move_every
+    prm[k.P_N_CLUSTER] = max(1, math.ceil(settings.cluster_moves_per_particle * n))
+    prm[k.P_VOLUME_EVERY] = settings.volume_move_every
+    tune_until = min(settings.tune_sweeps, n_sweeps)
+    progress_every = max(100, record_every)
+    stops = {n_sweeps, *range(_TUNE_EVERY, tune_until + 1, _TUNE_EVERY)}
+    stops |= set(range(progress_every, n_sweeps, progress_every) if progress else ())
+    stops |= set(range(snapshot_every, n_sweeps, snapshot_every) if snapshot_every else ())
+    stops |= set(range(_MAX_CHUNK, n_sweeps, _MAX_CHUNK))
+    records = _RecordBuilder(record_every, n, shape.area, model.eps_kT, tune_until)
+    snapshots: list[tuple[int, MCState]] = []
+    production = np.zeros(k.S_SIZE)
+    done = 0
+    for stop in sorted(stops):
+        stats = np.empty((stop - done, k.S_SIZE))
+        k.run_sweeps(stop - done, done, np.uint64(seed), x, y, th, co, si, box, geometry, prm,
+                     n_bonds, stats)  # fmt: skip
+        records.add(done, stats, prm)
+        if done >= tune_until:
+            production += stats.sum(axis=0)
+        done = stop
+        if done <= tune_until and done % _TUNE_EVERY == 0:
+            _tune(prm, stats, settings.target_acceptance, box, geometry)
+        if snapshot_every and done % snapshot_every == 0 and done < n_sweeps:
+            snapshots.append((done, MCState(np.column_stack([x, y]), th.copy(), box.copy())))
+        if progress is not None:
+            progress(done)
+    final = MCState(np.column_stack([x, y]), th.copy(), box.copy())
+    snapshots.append((n_sweeps, final))
+    recount = count_bonds(final, model)
+    overlaps_left = count_overlaps(final, model)
+    if recount != int(n_bonds[0]) or overlaps_left:
+        msg = (
+            f"run_mc: bookkeeping failed (tracked {int(n_bonds[0])} bonds, recount {recount}, "
+            f"{overlaps_left} overlaps); this is a bug, please report with seed {seed}"
+        )
+        raise SimulationError(msg)
+    return MCResult(
+        state=final,
+        records=records.build(),
+        snapshots=tuple(snapshots),
+        seed=seed,
+        energy_kT=-model.eps_kT * recount,
+        n_bonds=recount,
+        acceptance={
+            "translation": _ratio(production[k.S_T_ACC], production[k.S_T_ATT]),
+            "rotation": _ratio(production[k.S_R_ACC], production[k.S_R_ATT]),
+            "cluster": _ratio(production[k.S_C_ACC], production[k.S_C_ATT]),
+            "volume": _ratio(production[k.S_V_ACC], production[k.S_V_ATT]),
+        },
+        translation_step_L=float(prm[k.P_DT]),
+        rotation_step_rad=float(prm[k.P_DR]),
+        cluster_translation_L=float(prm[k.P_DCT]),
+        cluster_rotation_rad=float(prm[k.P_DCR]),
+        log_volume_step=float(prm[k.P_DLV]),
+        n_sweeps=n_sweeps,
+        n_trial_moves=n * n_sweeps,
+    )
+
+
+_TUNE_EVERY = 10
+_MAX_CHUNK = 5000
+
+
+def _seed_from(rng: np.random.Generator | int | None) -> int:
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            msg = f"run_mc: an int seed must be >= 0, got {rng}"
+            raise SimulationError(msg)
+        return int(rng) % 2**64
+    return int(np.random.default_rng(rng).integers(0, 2**63))
+
+
+def _ratio(accepted: float, attempted: float) -> float:
+    return float(accepted / attempted) if attempted > 0 else math.nan
+
+
+def _tune(
+    prm: NDArray[np.float64],
+    stats: NDArray[np.float64],
+    target: float,
+    box: NDArray[np.float64],
+    geometry: NDArray[np.float64],
+) -> None:
+    """Scale each step by (acceptance / target), clipped to [0.7, 1.4], within bounds."""
+    from simulation import _kernels as k
+
+    tot = stats.sum(axis=0)
+    width = float(np.min(box)) / k.grid_size(float(np.max(box)), geometry[k.G_RCUT], True)
+    bounds = {
+        k.P_DT: (k.S_T_ACC, k.S_T_ATT, 1e-4, 0.5 * width),
+        k.P_DR: (k.S_R_ACC, k.S_R_ATT, 1e-4, math.pi / 4),
+        k.P_DCT: (k.S_C_ACC, k.S_C_ATT, 1e-3, width),
+        k.P_DCR: (k.S_C_ACC, k.S_C_ATT, 1e-3, math.pi / 4),
+        k.P_DLV: (k.S_V_ACC, k.S_V_ATT, 1e-5, 0.1),
+    }
+    for slot, (i_acc, i_att, low, high) in bounds.items():
+        if tot[i_att] > 0:
+            factor = min(1.4, max(0.7, (tot[i_acc] / tot[i_att]) / target))
+            prm[slot] = min(high, max(low, prm[slot] * factor))
+
+
+class _RecordBuilder:
+    """Aggregates per-sweep kernel statistics into `SweepRecords` rows."""
+
+    def __init__(self, every: int, n: int, area: float, eps: float, tune_until: int) -> None:
+        self.every = every
+        self.n = n
+        self.area = area
+        self.eps = eps
+        self.tune_until = tune_until
+        self.pending: NDArray[np.float64] | None = None
+        self.rows: list[NDArray[np.float64]] = []
+
+    def add(self, done: int, stats: NDArray[np.float64], prm: NDArray[np.float64]) -> None:
+        from simulation import _kernels as k
+
+        sweeps = np.arange(done + 1, done + 1 + stats.shape[0])
+        ends = np.flatnonzero(sweeps % self.every == 0)
+        counts = np.cumsum(stats, axis=0)
+        if self.pending is not None:
+            counts += self.pending
+        if ends.size:
+            at_end = counts[ends]
+            sums = np.diff(at_end, axis=0, prepend=np.zeros((1, k.S_SIZE)))
+            sums[:, k.S_BONDS :] = stats[ends][:, k.S_BONDS :]
+            steps = np.broadcast_to(prm[[k.P_DT, k.P_DR, k.P_DLV]], (ends.size, 3))
+            self.rows.append(np.column_stack([sweeps[ends], sums, steps]))
+            self.pending = counts[-1] - at_end[-1]
+        else:
+            self.pending = counts[-1]
+
+    def build(self) -> SweepRecords:
+        from simulation import _kernels as k
+
+        if self.rows:
+            table = np.concatenate(self.rows)
+        else:
+            table = np.zeros((0, k.S_SIZE + 4))
+        col = table[:, 1:]
+        sweep = table[:, 0].astype(np.int64)
+        n_bonds = col[:, k.S_BONDS].astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return SweepRecords(
+                sweep=sweep,
+                energy_per_particle_kT=-self.eps * n_bonds / self.n,
+                bonds_per_particle=2.0 * n_bonds / self.n,
+                n_bonds=n_bonds,
+                packing_fraction=self.n * self.area / (col[:, k.S_LX] * col[:, k.S_LY]),
+                box_x_L=col[:, k.S_LX].copy(),
+                box_y_L=col[:, k.S_LY].copy(),
+                acceptance_translation=col[:, k.S_T_ACC] / col[:, k.S_T_ATT],
+                acceptance_rotation=col[:, k.S_R_ACC] / col[:, k.S_R_ATT],
+                acceptance_cluster=col[:, k.S_C_ACC] / col[:, k.S_C_ATT],
+                acceptance_volume=col[:, k.S_V_ACC] / col[:, k.S_V_ATT],
+                translation_step_L=table[:, -3].copy(),
+                rotation_step_rad=table[:, -2].copy(),
+                log_volume_step=table[:, -1].copy(),
+                mean_cluster_size=col[:, k.S_C_SIZE] / col[:, k.S_C_ATT],
+                tuning=sweep <= self.tune_until,
+            )
 
 
 def count_overlaps(state: MCState, model: MCModel) -> int:
@@ -524,9 +727,7 @@ def count_overlaps(state: MCState, model: MCModel) -> int:
     int
         Overlapping pairs; 0 for a valid hard-particle configuration.
     """
-    from simulation import _kernels
-
-    return int(_kernels.count_pairs(*_arrays(state), model._geometry(), False))
+    return _count(state, model, bonds=False)
 
 
 def count_bonds(state: MCState, model: MCModel) -> int:
@@ -544,11 +745,21 @@ def count_bonds(state: MCState, model: MCModel) -> int:
     int
         Bonds.
     """
-    from simulation import _kernels
-
     if model.patches is None:
         return 0
-    return int(_kernels.count_pairs(*_arrays(state), model._geometry(), True))
+    return _count(state, model, bonds=True)
+
+
+def _count(state: MCState, model: MCModel, *, bonds: bool) -> int:
+    from simulation import _kernels
+
+    x, y, th, box = _arrays(state)
+    x, y = np.mod(x, box[0]), np.mod(y, box[1])
+    g = model._geometry()
+    if float(np.min(box)) >= 3.0 * g[_kernels.G_RCUT]:
+        co, si = np.cos(th), np.sin(th)
+        return int(_kernels.grid_count(x, y, co, si, box[0], box[1], g, bonds, False))
+    return int(_kernels.count_pairs(x, y, th, box, g, bonds))
 
 
 def _arrays(

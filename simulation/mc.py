@@ -505,6 +505,12 @@ def run_mc(
         above close packing), or if the incremental energy disagrees with a recount at the
         end (a bug).
 
+    Examples
+    --------
+    >>> model = MCModel(patches=Patches(ratio=0.5, eps_kT=2.0))
+    >>> res = run_mc(initial_state(64, 0.3, model, rng=0), model, 20, rng=1)
+    >>> count_overlaps(res.state, model), res.energy_kT == total_energy(res.state, model)
+    (0, True)
     """
     from simulation import _kernels as k
 

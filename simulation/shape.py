@@ -13,10 +13,13 @@ of length ``Px = (Px/Fx) * Fx`` along the facet, centred on it, reaching a depth
 (default 0.05 L) outward from the facet. Every pair of patch rectangles of two different
 particles that overlap (interiors intersect) contributes ``-eps`` to the energy, so two
 particles whose facets face each other within ``delta`` and whose patches overlap
-laterally form one bond. A long patch (``Px/Fx`` near 1) can overlap the patches of two
-neighbours that sit side by side, staggered, against one facet, so it can bond both: this is
-what lets long patches tolerate the sheared, pseudo-hexagonal stacking, while short patches
-bond only face-to-face aligned neighbours and favour the square lattice.
+laterally form one bond. A long patch keeps its bond to a neighbour that slides along the
+facet by up to ``Px`` (so rows can shear into a staggered, pseudo-hexagonal stacking and stay
+bonded), and when ``Px > L/2`` (mildly truncated squares, e.g. ``c = 0.1 L``, ``Px/Fx = 0.8``)
+it can bond two staggered neighbours that sit side by side against one facet at once. For the
+regular octagon (``Fx = 0.414 L``) even ``Px/Fx = 1`` cannot reach two neighbours at once,
+since they are at least 1 L apart. Short patches bond only face-to-face aligned neighbours,
+which favours the square lattice.
 
 The hard-core test (`overlaps`) is exact for any relative position and angle: bounding
 circles first (no overlap beyond twice the circumradius, overlap within twice the

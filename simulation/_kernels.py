@@ -813,6 +813,115 @@ def _cluster_phase(
 
 
 @numba.njit(cache=True)
+def _bond_clusters(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    co: NDArray[np.float64],
+    si: NDArray[np.float64],
+    lx: float,
+    ly: float,
+    g: NDArray[np.float64],
+    st: np.uint64,
+) -> tuple[np.uint64, NDArray[np.int64], int, NDArray[np.float64], NDArray[np.float64], bool]:
+    """Split all particles into bond-linked clusters (link probability 1 - exp(-eps n_ij)).
+
+    Returns the stream state, each particle's cluster label, the number of clusters,
+    unwrapped coordinates (each cluster continuous from its first particle) and whether a
+    cluster wraps the box (two members within reach whose minimum image is not their
+    unwrapped separation).
+    """
+    n = x.size
+    eps = g[G_EPS]
+    ncx = grid_size(lx, g[G_RCUT], False)
+    ncy = grid_size(ly, g[G_RCUT], False)
+    start, members, cell_of = build_grid(x, y, lx, ly, 0.0, 0.0, ncx, ncy)
+    label = np.full(n, -1, dtype=np.int64)
+    ux = np.empty(n)
+    uy = np.empty(n)
+    stack = np.empty(n, dtype=np.int64)
+    n_clusters = 0
+    wraps = False
+    for i0 in range(n):
+        if label[i0] >= 0:
+            continue
+        label[i0] = n_clusters
+        ux[i0] = x[i0]
+        uy[i0] = y[i0]
+        stack[0] = i0
+        top = 1
+        while top > 0:
+            top -= 1
+            i = stack[top]
+            c = cell_of[i]
+            cx = c % ncx
+            cy = c // ncx
+            for oy in range(-1, 2):
+                nyc = (cy + oy) % ncy
+                for ox in range(-1, 2):
+                    nc = nyc * ncx + (cx + ox) % ncx
+                    for k in range(start[nc], start[nc + 1]):
+                        j = members[k]
+                        if j == i or (label[j] >= 0 and label[j] < n_clusters):
+                            continue
+                        dx = _wrap(x[j] - x[i], lx)
+                        dy = _wrap(y[j] - y[i], ly)
+                        if label[j] == n_clusters:
+                            # a member met again: the cluster wraps the box if its two
+                            # unwrapped images disagree
+                            if abs(ux[i] + dx - ux[j]) + abs(uy[i] + dy - uy[j]) > 1e-9:
+                                wraps = True
+                            continue
+                        nij = bonds(dx, dy, co[i], si[i], co[j], si[j], g)
+                        if nij > 0:
+                            st, u = uniform(st)
+                            if u < 1.0 - math.exp(-eps * nij):
+                                label[j] = n_clusters
+                                ux[j] = ux[i] + dx
+                                uy[j] = uy[i] + dy
+                                stack[top] = j
+                                top += 1
+        n_clusters += 1
+    return st, label, n_clusters, ux, uy, wraps
+
+
+@numba.njit(cache=True)
+def _wraps_after(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    lx: float,
+    ly: float,
+    g: NDArray[np.float64],
+    label: NDArray[np.int64],
+    ux: NDArray[np.float64],
+    uy: NDArray[np.float64],
+) -> bool:
+    """Whether two members of one cluster within reach are not at their unwrapped separation."""
+    ncx = grid_size(lx, g[G_RCUT], False)
+    ncy = grid_size(ly, g[G_RCUT], False)
+    start, members, cell_of = build_grid(x, y, lx, ly, 0.0, 0.0, ncx, ncy)
+    rc2 = g[G_RCUT] * g[G_RCUT]
+    for i in range(x.size):
+        c = cell_of[i]
+        cx = c % ncx
+        cy = c // ncx
+        for oy in range(-1, 2):
+            nyc = (cy + oy) % ncy
+            for ox in range(-1, 2):
+                nc = nyc * ncx + (cx + ox) % ncx
+                for k in range(start[nc], start[nc + 1]):
+                    j = members[k]
+                    if j <= i or label[j] != label[i]:
+                        continue
+                    dx = _wrap(x[j] - x[i], lx)
+                    dy = _wrap(y[j] - y[i], ly)
+                    if dx * dx + dy * dy >= rc2:
+                        continue
+                    if abs(ux[j] - ux[i] - dx) + abs(uy[j] - uy[i] - dy) > 1e-9:
+                        return True
+    return False
+
+
+@numba.njit(cache=True)
 def _volume_move(
     x: NDArray[np.float64],
     y: NDArray[np.float64],
@@ -826,7 +935,16 @@ def _volume_move(
     n_bonds: int,
     st: np.uint64,
 ) -> tuple[bool, int]:
-    """One ln V random-walk move (isotropic, or one axis); returns (accepted, bonds)."""
+    """One ln V random-walk move (isotropic, or one axis); returns (accepted, bonds).
+
+    Hard particles: positions scaled affinely. With patches, half of the moves are affine
+    (bond changes in the Metropolis factor) and in the other half the centres of
+    bond-linked clusters are scaled and the clusters moved rigidly (bonds inside a cluster
+    are kept), accepted with
+    ``min(1, exp(-P dV + (N_clusters + 1) ln(V'/V)))``: the Boltzmann factor of bonds made
+    or broken between clusters cancels against the link probability, as in cluster moves.
+    A move is rejected if a cluster wraps the box before or after it (see `_bond_clusters`).
+    """
     n = x.size
     lx = box[0]
     ly = box[1]
@@ -849,22 +967,52 @@ def _volume_move(
         return False, n_bonds
     v = lx * ly
     v2 = lx2 * ly2
-    arg = -pressure * (v2 - v) + (n + 1) * math.log(v2 / v)
     st, u = uniform(st)
     lnu = math.log(u) if u > 0.0 else -np.inf
-    patchy = g[G_HASP] > 0.0
-    if not patchy and lnu >= arg:
-        return False, n_bonds
-    xs = x * fx
-    ys = y * fy
+    patchy = g[G_HASP] > 0.0 and g[G_EPS] > 0.0
+    st, u = uniform(st)
+    affine = not patchy or u < 0.5
+    if affine:
+        if not patchy and lnu >= -pressure * (v2 - v) + (n + 1) * math.log(v2 / v):
+            return False, n_bonds
+        xs = x * fx
+        ys = y * fy
+    else:
+        st, label, n_clusters, ux, uy, wraps = _bond_clusters(x, y, co, si, lx, ly, g, st)
+        if wraps or lnu >= -pressure * (v2 - v) + (n_clusters + 1) * math.log(v2 / v):
+            return False, n_bonds
+        cx = np.zeros(n_clusters)
+        cy = np.zeros(n_clusters)
+        size = np.zeros(n_clusters)
+        for i in range(n):
+            cx[label[i]] += ux[i]
+            cy[label[i]] += uy[i]
+            size[label[i]] += 1.0
+        cx /= size
+        cy /= size
+        xs = np.empty(n)
+        ys = np.empty(n)
+        for i in range(n):
+            c = label[i]
+            xs[i] = ux[i] + cx[c] * (fx - 1.0)
+            ys[i] = uy[i] + cy[c] * (fy - 1.0)
+        xs -= lx2 * np.floor(xs / lx2)
+        ys -= ly2 * np.floor(ys / ly2)
+        for i in range(n):
+            if xs[i] >= lx2:
+                xs[i] -= lx2
+            if ys[i] >= ly2:
+                ys[i] -= ly2
+        if _wraps_after(xs, ys, lx2, ly2, g, label, ux, uy):
+            return False, n_bonds
     if grid_count(xs, ys, co, si, lx2, ly2, g, False, True) > 0:
         return False, n_bonds
     nb2 = n_bonds
-    if patchy:
+    if g[G_HASP] > 0.0:
         nb2 = grid_count(xs, ys, co, si, lx2, ly2, g, True, False)
-        arg += g[G_EPS] * (nb2 - n_bonds)
-    if lnu >= arg:
-        return False, n_bonds
+        arg = -pressure * (v2 - v) + (n + 1) * math.log(v2 / v) + g[G_EPS] * (nb2 - n_bonds)
+        if affine and patchy and lnu >= arg:
+            return False, n_bonds
     x[:] = xs
     y[:] = ys
     box[0] = lx2

@@ -466,6 +466,69 @@ def _scan_grid(
     return False, nb
 
 
+@numba.njit(cache=True, inline="always")
+def _scan_change(
+    i: int,
+    xi: float,
+    yi: float,
+    ci: float,
+    si_: float,
+    c: int,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    co: NDArray[np.float64],
+    si: NDArray[np.float64],
+    lx: float,
+    ly: float,
+    ncx: int,
+    ncy: int,
+    start: NDArray[np.int64],
+    members: NDArray[np.int64],
+    g: NDArray[np.float64],
+) -> tuple[bool, int]:
+    """(overlap at the new place, bonds new - old) of particle i moved within cell c."""
+    cx = c % ncx
+    cy = c // ncx
+    xo = x[i]
+    yo = y[i]
+    co_i = co[i]
+    so_i = si[i]
+    bond2 = g[G_BOND2]
+    d = 0
+    for oy in range(-1, 2):
+        ny = cy + oy
+        if ny < 0:
+            ny += ncy
+        elif ny >= ncy:
+            ny -= ncy
+        for ox in range(-1, 2):
+            nx = cx + ox
+            if nx < 0:
+                nx += ncx
+            elif nx >= ncx:
+                nx -= ncx
+            nc = ny * ncx + nx
+            for k in range(start[nc], start[nc + 1]):
+                j = members[k]
+                if j == i:
+                    continue
+                xj = x[j]
+                yj = y[j]
+                cj = co[j]
+                sj = si[j]
+                dx = _wrap(xj - xi, lx)
+                dy = _wrap(yj - yi, ly)
+                if overlap(dx, dy, ci, si_, cj, sj, g):
+                    return True, d
+                if dx * dx + dy * dy < bond2:
+                    d += bonds(dx, dy, ci, si_, cj, sj, g)
+                dx = _wrap(xj - xo, lx)
+                dy = _wrap(yj - yo, ly)
+                if dx * dx + dy * dy < bond2:
+                    d -= bonds(dx, dy, co_i, so_i, cj, sj, g)
+    return False, d
+
+
 @numba.njit(cache=True, parallel=True)
 def _colour_phase(
     a: int,
@@ -540,35 +603,19 @@ def _colour_phase(
                     thn -= _TWO_PI
                 cn = math.cos(thn)
                 sn = math.sin(thn)
-            hit, nb_new = _scan_grid(
-                i,
-                xn,
-                yn,
-                cn,
-                sn,
-                c,
-                x,
-                y,
-                co,
-                si,
-                lx,
-                ly,
-                ncx,
-                ncy,
-                start,
-                members,
-                g,
-                True,
-                patchy,
-            )
+            if patchy:
+                # the move stays in cell c, so the old and new neighbours are one 3 x 3 block
+                hit, d = _scan_change(
+                    i, xn, yn, cn, sn, c, x, y, co, si, lx, ly, ncx, ncy, start, members, g
+                )
+            else:
+                hit, d = _scan_grid(
+                    i, xn, yn, cn, sn, c, x, y, co, si, lx, ly, ncx, ncy, start, members, g,
+                    True, False,
+                )  # fmt: skip
             if hit:
                 continue
             if patchy:
-                _, nb_old = _scan_grid(
-                    i, x[i], y[i], co[i], si[i], c, x, y, co, si, lx, ly, ncx, ncy, start,
-                    members, g, False, True,
-                )  # fmt: skip
-                d = nb_new - nb_old
                 if d < 0:
                     st, u = uniform(st)
                     if u >= math.exp(eps * d):

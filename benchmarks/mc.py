@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulation import _kernels as k  # noqa: E402
-from simulation.mc import MCModel, MCSettings, count_bonds, initial_state, run_mc  # noqa: E402
-from simulation.shape import Patches  # noqa: E402
+from simulation import _kernels as k
+from simulation.mc import MCModel, MCSettings, count_bonds, initial_state, run_mc
+from simulation.shape import Patches
 
 PACKING = 0.6
 

@@ -31,6 +31,7 @@ from calibration.geometry import ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG, DetectorGeo
 from calibration.incidence import direct_beam_pixel
 from calibration.io import save_poni, save_resolution
 from calibration.resolution import resolution_from_frame
+from detectors.io import write_cbf
 from sample_data import synth
 
 #: Start of the demo run (local time of the first exposure).
@@ -96,8 +97,8 @@ def write_demo(
     out_dir: Path,
     *,
     seed: int = 0,
-    n_gisaxs: int = 40,
-    n_giwaxs: int = 40,
+    n_gisaxs: int = 34,
+    n_giwaxs: int = 34,
     progress: bool = False,
 ) -> Path:
     """Write the demo beamtime into `out_dir` and return the path of its ``demo.toml``.
@@ -131,10 +132,6 @@ def write_demo(
     OSError
         If the folder or a file cannot be written.
     """
-    # imported here until detectors.io (the CBF writer, written alongside) is committed;
-    # move to the top of the module once it is
-    from detectors.io import write_cbf
-
     if seed < 0:
         msg = f"seed must be >= 0, got {seed!r}"
         raise ValueError(msg)

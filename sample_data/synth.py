@@ -325,7 +325,8 @@ class DemoFrame:
         """
         record: dict[str, object] = {
             "file": file,
-            "frame": self.frame,
+            # the frame's index within its file, as summary.csv counts it (one frame a CBF)
+            "frame": 0,
             "time_s": self.time_s,
             "symmetry": self.state.symmetry,
         }

@@ -1,0 +1,92 @@
+"""Frames per second of reading alone and of the whole per-frame reduction, on the demo run.
+
+For each detector: read-only rate (read_frame over every frame), the single-process
+reduction rate (read, integrate, fit, write a checkpoint), and their ratio; then the batch
+rate of GISAXS with two worker processes. The demo's 40 frames a detector are repeated
+``--repeat`` times so that the figures are not start-up dominated.
+
+Run: ``python benchmarks/throughput.py [--repeat 10]``. Ends with one ``RESULT`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from detectors.io import read_frame
+from pipeline.batch import CHUNK_FRAMES, reduce_chunks
+from pipeline.io import expand_frames, load_config, load_plan
+
+DEMO = Path(__file__).resolve().parents[1] / "sample_data" / "demo" / "demo.toml"
+
+
+def _best_rate(n_frames: int, seconds: list[float]) -> float:
+    return n_frames / min(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10, help="times the demo frames repeat")
+    parser.add_argument("--trials", type=int, default=3, help="timed trials (best kept)")
+    args = parser.parse_args()
+    config = load_config(DEMO)
+    figures: dict[str, float] = {}
+    for settings in config.detectors:
+        kind = settings.kind
+        plan = load_plan(settings, config)
+        refs = expand_frames(settings) * args.repeat
+        shape = plan.geometry.detector.shape
+        read_s, reduce_s = [], []
+        for _ in range(args.trials):
+            start = time.perf_counter()
+            for ref in refs:
+                read_frame(ref, shape=shape)
+            read_s.append(time.perf_counter() - start)
+            with tempfile.TemporaryDirectory() as tmp:
+                work = [
+                    (kind, i // CHUNK_FRAMES, tuple(refs[i : i + CHUNK_FRAMES]))
+                    for i in range(0, len(refs), CHUNK_FRAMES)
+                ]
+                start = time.perf_counter()
+                reduce_chunks(work, {kind: plan}, Path(tmp), jobs=1)
+                reduce_s.append(time.perf_counter() - start)
+        read_fps, reduce_fps = _best_rate(len(refs), read_s), _best_rate(len(refs), reduce_s)
+        figures[f"read_fps_{kind}"] = read_fps
+        figures[f"reduce_fps_{kind}"] = reduce_fps
+        figures[f"reduce_over_read_{kind}"] = reduce_fps / read_fps
+        print(
+            f"{kind}: {len(refs)} frames; read {read_fps:.0f} frames/s "
+            f"(median {len(refs) / statistics.median(read_s):.0f}); "
+            f"reduce {reduce_fps:.0f} frames/s "
+            f"(median {len(refs) / statistics.median(reduce_s):.0f}); "
+            f"ratio reduce/read {reduce_fps / read_fps:.2f}"
+        )
+        if kind == "gisaxs":
+            jobs_s = []
+            for _ in range(args.trials):
+                with tempfile.TemporaryDirectory() as tmp:
+                    start = time.perf_counter()
+                    reduce_chunks(work, {kind: plan}, Path(tmp), jobs=2)
+                    jobs_s.append(time.perf_counter() - start)
+            figures["jobs2_fps_gisaxs"] = _best_rate(len(refs), jobs_s)
+            print(
+                f"gisaxs, 2 processes: {figures['jobs2_fps_gisaxs']:.0f} frames/s "
+                f"({figures['jobs2_fps_gisaxs'] / reduce_fps:.2f}x one process)"
+            )
+    keys = (
+        "read_fps_gisaxs",
+        "reduce_fps_gisaxs",
+        "read_fps_giwaxs",
+        "reduce_fps_giwaxs",
+        "jobs2_fps_gisaxs",
+        "reduce_over_read_gisaxs",
+        "reduce_over_read_giwaxs",
+    )
+    print("RESULT " + " ".join(f"{k}={figures[k]:.2f}" for k in keys if k in figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The ``gixs`` command: a thin layer over the Python API.
+
+Each subcommand parses its arguments, calls the same functions a notebook calls, and
+imports its heavy modules only when it runs, so that ``gixs --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from detectors.errors import GixsError
+
+EXIT_OK, EXIT_SOME_FRAMES_BAD, EXIT_USAGE = 0, 1, 2
+
+_EPILOG = """\
+exit status: 0 all frames reduced ("no rod" is a result, not a failure);
+1 some frames could not be read (listed, and flagged in the output), or a
+  calibration check did not pass;
+2 bad usage, configuration, geometry or input file (one error line names it)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gixs`` command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except GixsError as err:
+        print(f"gixs: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gixs",
+        description="Reduce in-situ GISAXS/GIWAXS of self-assembling nanocrystal monolayers.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+    _add_reduce(sub)
+    _add_inspect(sub)
+    _add_calibrate(sub)
+    _add_make_sample_data(sub)
+    _add_simulate(sub)
+    return parser
+
+
+def _add_reduce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "reduce",
+        help="reduce a whole run described by a TOML config",
+        description="Batch-reduce every frame of a run: q_par cuts, first rod, lattice "
+        "spacing and symmetry (GISAXS), {200} width and Scherrer size (GIWAXS). Writes "
+        "results.h5 (NeXus), summary.csv and PNG plots. Resumable: a second run skips "
+        "the frames already reduced.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", type=Path, help="TOML run configuration")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: ./results)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_reduce)
+
+
+def _run_reduce(args: argparse.Namespace) -> int:
+    from pipeline.batch import reduce_run
+    from pipeline.io import load_config
+
+    if args.jobs < 1:
+        print("gixs: error: --jobs must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    out = args.out if args.out is not None else Path("results")
+    outputs = reduce_run(config, out, jobs=args.jobs, progress=not args.quiet)
+    print(
+        f"reduced {outputs.n_frames} frames ({outputs.n_resumed} from checkpoints) "
+        f"in {outputs.elapsed_s:.1f} s"
+    )
+    for path in (outputs.nexus, outputs.csv, *outputs.plots):
+        print(f"wrote {path}")
+    for row in outputs.bad_frames:
+        print(f"bad frame: {row.file} [{row.frame}]: {row.flags}", file=sys.stderr)
+    return EXIT_SOME_FRAMES_BAD if outputs.n_bad else EXIT_OK
+
+
+def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="reduce one frame, no config",
+        description="Reduce one frame: the rods (q1, spacing, symmetry) of a GISAXS frame or "
+        "the {200} FWHM and Scherrer size of a GIWAXS frame. The kind follows from the q "
+        "range on the detector (GIWAXS when it reaches the PbSe {200} at 20.5 nm^-1).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("frame", type=Path, help="frame file (CBF, EDF, TIFF or HDF5)")
+    p.add_argument("--poni", type=Path, required=True, help="pyFAI PONI geometry file")
+    p.add_argument("--incidence-angle", type=float, required=True, help="alpha_i in degrees")
+    p.add_argument("--detector", help="pyFAI detector name (default: the PONI file's)")
+    p.add_argument("--mask", type=Path, help="user mask (EDF/TIFF/NPY, nonzero = masked)")
+    p.add_argument("--resolution", type=Path, help="instrumental resolution JSON")
+    p.add_argument("--kind", choices=("gisaxs", "giwaxs"), help="force the kind of frame")
+    p.add_argument("--frame-index", type=int, default=0, help="frame within the file")
+    p.add_argument("--h5-dataset", help="HDF5 dataset of the frames (default: found)")
+    p.add_argument(
+        "--sample-orientation",
+        default="auto",
+        help="pyFAI sample orientation 1-4, or 'auto' (default): horizontal sample, "
+        "q_perp up on the frame as stored",
+    )
+    p.add_argument("--tilt-angle", type=float, default=0.0, help="sample tilt in degrees")
+    p.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), help="q_perp band in nm^-1")
+    p.add_argument(
+        "--q-range", type=float, nargs=2, metavar=("LO", "HI"), help="q_par range in nm^-1"
+    )
+    p.add_argument(
+        "--peak-shape", choices=("gaussian", "lorentzian", "pseudo_voigt"), default="gaussian"
+    )
+    p.add_argument("--k-factor", type=float, default=1.0, help="Scherrer constant K")
+    p.add_argument("--json", action="store_true", help="print one JSON object (CSV columns)")
+    p.set_defaults(run=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from pipeline.inspect import inspect_frame
+
+    orientation = args.sample_orientation
+    if orientation != "auto":
+        try:
+            orientation = int(orientation)
+        except ValueError:
+            print("gixs: error: --sample-orientation must be 'auto' or 1-4", file=sys.stderr)
+            return EXIT_USAGE
+    row = inspect_frame(
+        args.frame,
+        poni=args.poni,
+        incidence_angle_deg=args.incidence_angle,
+        detector=args.detector,
+        mask=args.mask,
+        resolution=args.resolution,
+        kind=args.kind,
+        frame_index=args.frame_index,
+        h5_dataset=args.h5_dataset,
+        sample_orientation=orientation,
+        tilt_angle_deg=args.tilt_angle,
+        q_perp_band_per_nm=tuple(args.band) if args.band else None,
+        q_par_range_per_nm=tuple(args.q_range) if args.q_range else None,
+        peak_shape=args.peak_shape,
+        k_factor=args.k_factor,
+    )
+    record = row.as_record()
+    if args.json:
+        print(json.dumps({k: _json_value(v) for k, v in record.items()}))
+        return EXIT_OK
+    for key, value in record.items():
+        print(f"{key:>18}: {'' if value is None else value}")
+    return EXIT_OK
+
+
+def _json_value(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="check the incidence angle, measure the instrumental resolution",
+        description="Calibration helpers: 'incidence' estimates alpha_i from a frame "
+        "(specular spot or Yoneda band) and checks the PONI orientation; 'resolution' fits "
+        "calibrant lines and writes the instrumental width beta_inst(q) for the Scherrer step.",
+    )
+    csub = p.add_subparsers(metavar="WHAT")
+    inc = csub.add_parser("incidence", help="estimate the incidence angle from a frame")
+    inc.add_argument("frame", type=Path)
+    inc.add_argument("--poni", type=Path, required=True)
+    inc.add_argument("--incidence-angle", type=float, required=True, help="motor value, degrees")
+    inc.add_argument("--mask", type=Path)
+    inc.add_argument("--tolerance", type=float, default=0.02, help="accepted difference, degrees")
+    inc.add_argument("--critical-angle", type=float, default=0.13, help="degrees (Yoneda)")
+    inc.set_defaults(run=_run_calibrate_incidence)
+    res = csub.add_parser("resolution", help="instrumental resolution from a calibrant frame")
+    res.add_argument("frame", type=Path)
+    res.add_argument("--poni", type=Path, required=True)
+    res.add_argument("--calibrant", required=True, help="LaB6, CeO2 or AgBh")
+    res.add_argument("--mask", type=Path)
+    res.add_argument("--out", type=Path, required=True, help="resolution JSON to write")
+    res.add_argument("--peak-shape", choices=("gaussian", "lorentzian"), default="gaussian")
+    res.set_defaults(run=_run_calibrate_resolution)
+
+
+def _run_calibrate_incidence(args: argparse.Namespace) -> int:
+    from pipeline.calibrate import check_incidence
+
+    report = check_incidence(
+        args.frame,
+        poni=args.poni,
+        incidence_angle_deg=args.incidence_angle,
+        mask=args.mask,
+        critical_angle_deg=args.critical_angle,
+        tolerance_deg=args.tolerance,
+    )
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_SOME_FRAMES_BAD
+
+
+def _run_calibrate_resolution(args: argparse.Namespace) -> int:
+    from pipeline.calibrate import measure_resolution_file
+
+    res = measure_resolution_file(
+        args.frame,
+        poni=args.poni,
+        calibrant=args.calibrant,
+        mask=args.mask,
+        out=args.out,
+        peak_shape=args.peak_shape,
+    )
+    for q, fwhm, err in zip(
+        res.line_q_per_nm, res.line_fwhm_per_nm, res.line_fwhm_err_per_nm, strict=True
+    ):
+        print(f"{res.calibrant} line at q = {q:.3f} nm^-1: FWHM {fwhm:.4f} +- {err:.4f} nm^-1")
+    for skipped in res.skipped_lines:
+        print(f"skipped: {skipped}")
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def _add_make_sample_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "make-sample-data",
+        help="write the seeded demo beamtime",
+        description="Write a small seeded in-situ run (GISAXS and GIWAXS CBF frames, PONI "
+        "files, calibrant frames, demo.toml, truth.json) into DIR.",
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_make_sample_data)
+
+
+def _run_make_sample_data(args: argparse.Namespace) -> int:
+    from sample_data.io import write_demo
+
+    path = write_demo(args.dir, seed=args.seed, progress=True)
+    print(f"wrote the demo run to {path}")
+    return EXIT_OK
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="Monte Carlo of patchy truncated nanocubes; compare rods with a reduced run",
+        description="Monte Carlo reference simulator: 'run' one state point, 'sweep' a grid "
+        "of (Px/Fx, eps/kT), 'compare' simulated rods with the rods of `gixs reduce`.",
+    )
+    p.set_defaults(run=_run_simulate_help(p))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _run_simulate_help(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        from simulation.cli import add_simulate_parser
+
+        full = argparse.ArgumentParser(prog="gixs simulate")
+        add_simulate_parser(full.add_subparsers(metavar="WHAT"))
+        sim_args = full.parse_args(args.rest)
+        if not hasattr(sim_args, "run"):
+            full.print_help()
+            return EXIT_USAGE
+        return int(sim_args.run(sim_args))
+
+    return run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

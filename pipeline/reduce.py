@@ -1,0 +1,292 @@
+"""The per-frame path: one frame in, one reduced result out.
+
+Everything that depends only on the geometry (q maps, the band's sparse cut matrices,
+the static mask, the fit settings, the instrumental width) is built once by
+:func:`plan_reduction`; :func:`reduce_frame` then does only per-frame work: the dynamic mask,
+two sparse mat-vecs, the fits and the Scherrer arithmetic. Batch, live and scripted use
+all stand on these two calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from calibration.geometry import GIGeometry
+from calibration.resolution import InstrumentResolution
+from detectors.io import Frame, FrameRef
+from detectors.pilatus import frame_mask
+from pipeline.config import DetectorSettings, Kind, ScherrerSettings
+from pipeline.cuts import lowest_band_per_nm, yoneda_band_per_nm
+from pipeline.fits import (
+    PeakFit,
+    PeakFitSettings,
+    RodFit,
+    RodFitSettings,
+    fit_peak200,
+    fit_rods,
+)
+from pipeline.integrate import CutPlan, integrate_cut, plan_cut
+from pipeline.scherrer import remove_instrumental_fwhm, scherrer_size_err_nm, scherrer_size_nm
+
+#: Flag of a frame whose {200} width was not corrected for the instrument.
+FLAG_NO_RESOLUTION = "no_instrument_correction"
+
+
+@dataclass(frozen=True, slots=True)
+class ReductionPlan:
+    """Everything the per-frame path needs that depends only on geometry and settings.
+
+    Attributes
+    ----------
+    kind : {"gisaxs", "giwaxs"}
+        Which analysis runs on the cut: superlattice rods or the {200} reflection.
+    geometry : GIGeometry
+        Grazing-incidence geometry the cut was planned for.
+    static_mask : ndarray of bool, shape (rows, cols)
+        Module gaps and the user mask (True = masked).
+    cut : CutPlan
+        The precomputed q_par cut over the q_perp band.
+    rod_settings, peak_settings : RodFitSettings or PeakFitSettings
+        Fit settings; only the one of `kind` is used.
+    resolution : InstrumentResolution or None
+        Instrumental width beta_inst(q); None: no correction, and a flag says so.
+    scherrer : ScherrerSettings
+        Scherrer constant K.
+    """
+
+    kind: Kind
+    geometry: GIGeometry
+    static_mask: NDArray[np.bool_]
+    cut: CutPlan
+    rod_settings: RodFitSettings
+    peak_settings: PeakFitSettings
+    resolution: InstrumentResolution | None
+    scherrer: ScherrerSettings
+
+    @property
+    def q_par_per_nm(self) -> NDArray[np.float64]:
+        """q_par of the cut's bins, in nm^-1 (mean q of the pixels in each bin)."""
+        return self.cut.q_par_per_nm
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """The reduction of one frame: its metadata, its cut, its fit and its flags.
+
+    Attributes
+    ----------
+    kind : {"gisaxs", "giwaxs"}
+        Detector kind of the frame.
+    path : str
+        Source file.
+    frame_index : int
+        Index of the frame within its file.
+    epoch_s : float or None
+        Time stamp from the header, s since 1970 (None: not in the file).
+    position : int or None
+        Sample-position index where known.
+    intensity, sigma : ndarray of shape (n_bins,)
+        The q_par cut and its Poisson uncertainty (NaN where no valid pixel fell).
+    rod : RodFit or None
+        GISAXS rod fit (None for GIWAXS frames and for frames that could not be read).
+    peak : PeakFit or None
+        GIWAXS {200} fit.
+    instrument_fwhm_per_nm : float
+        Instrumental FWHM removed at the {200} centre (0 when none was removed).
+    fwhm_corr_per_nm, domain_nm, domain_err_nm : float
+        {200} width with the instrument removed, and the Scherrer size (NaN when not known).
+    flags : tuple of str
+        Short reasons a user reads ("read_error: ...", "rod_fit: ...").
+    """
+
+    kind: Kind
+    path: str
+    frame_index: int
+    epoch_s: float | None
+    exposure_s: float | None
+    period_s: float | None
+    position: int | None
+    intensity: NDArray[np.float64]
+    sigma: NDArray[np.float64]
+    rod: RodFit | None = None
+    peak: PeakFit | None = None
+    instrument_fwhm_per_nm: float = 0.0
+    fwhm_corr_per_nm: float = math.nan
+    domain_nm: float = math.nan
+    domain_err_nm: float = math.nan
+    flags: tuple[str, ...] = ()
+
+    @property
+    def read_ok(self) -> bool:
+        """False when the frame could not be read (the row is kept, flagged)."""
+        return not any(flag.startswith("read_error") for flag in self.flags)
+
+
+def resolve_band(
+    settings: DetectorSettings, geometry: GIGeometry, static_mask: NDArray[np.bool_]
+) -> tuple[float, float]:
+    """The q_perp band of the cut, in nm^-1, from the settings' band policy."""
+    band = settings.q_perp_band_per_nm
+    if band == "yoneda":
+        return yoneda_band_per_nm(geometry, critical_angle_deg=settings.critical_angle_deg)
+    if band == "lowest":
+        return lowest_band_per_nm(geometry.q_maps(), static_mask=static_mask)
+    return band
+
+
+def plan_reduction(
+    settings: DetectorSettings,
+    *,
+    geometry: GIGeometry,
+    static_mask: NDArray[np.bool_],
+    resolution: InstrumentResolution | None,
+    scherrer: ScherrerSettings,
+) -> ReductionPlan:
+    """Precompute the per-frame path of one detector (run once per geometry).
+
+    Parameters
+    ----------
+    settings : DetectorSettings
+        The detector's run settings (band, q range, bins, fit window, peak shape).
+    geometry : GIGeometry
+        Its grazing-incidence geometry.
+    static_mask : ndarray of bool, shape (rows, cols)
+        Gaps and user mask (True = masked).
+    resolution : InstrumentResolution or None
+        Instrumental resolution for the {200} correction (GIWAXS).
+    scherrer : ScherrerSettings
+        Scherrer constant.
+
+    Returns
+    -------
+    ReductionPlan
+        The plan that :func:`reduce_frame` uses for every frame.
+    """
+    band = resolve_band(settings, geometry, static_mask)
+    cut = plan_cut(
+        geometry,
+        static_mask=static_mask,
+        q_perp_band_per_nm=band,
+        q_par_range_per_nm=settings.q_par_range_per_nm,
+        n_bins=settings.n_bins,
+    )
+    return ReductionPlan(
+        kind=settings.kind,
+        geometry=geometry,
+        static_mask=static_mask,
+        cut=cut,
+        rod_settings=RodFitSettings(
+            peak_shape=settings.peak_shape, q1_window_per_nm=settings.q1_window_per_nm
+        ),
+        peak_settings=PeakFitSettings(
+            peak_shape=settings.peak_shape, window_per_nm=settings.peak_window_per_nm
+        ),
+        resolution=resolution,
+        scherrer=scherrer,
+    )
+
+
+def reduce_frame(
+    frame: Frame, plan: ReductionPlan, *, previous: FrameResult | None = None
+) -> FrameResult:
+    """Reduce one frame: cut, fit, and (GIWAXS) the Scherrer size.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame and its metadata, as read by :mod:`detectors.io`.
+    plan : ReductionPlan
+        The detector's precomputed plan.
+    previous : FrameResult or None
+        The previous frame's result, whose fit starts this one (warm start).
+
+    Returns
+    -------
+    FrameResult
+        Never raises for a frame that was read: a failed fit is a flagged result.
+    """
+    data = frame.data
+    cut = integrate_cut(plan.cut, data, dynamic_mask=frame_mask(data, plan.static_mask))
+    meta = frame.meta
+    common = {
+        "kind": plan.kind,
+        "path": str(meta.path),
+        "frame_index": meta.frame_index,
+        "epoch_s": meta.epoch_s,
+        "exposure_s": meta.exposure_s,
+        "period_s": meta.period_s,
+        "position": meta.position,
+        "intensity": cut.intensity,
+        "sigma": cut.sigma,
+    }
+    if plan.kind == "gisaxs":
+        rod = fit_rods(
+            cut.q_par_per_nm,
+            cut.intensity,
+            cut.sigma,
+            settings=plan.rod_settings,
+            start=previous.rod if previous is not None else None,
+        )
+        flags = () if rod.ok else (f"rod_fit: {rod.message}",)
+        return FrameResult(**common, rod=rod, flags=flags)  # type: ignore[arg-type]
+    peak = fit_peak200(
+        cut.q_par_per_nm,
+        cut.intensity,
+        cut.sigma,
+        settings=plan.peak_settings,
+        start=previous.peak if previous is not None else None,
+    )
+    return _with_scherrer(common, peak, plan)
+
+
+def _with_scherrer(common: dict[str, object], peak: PeakFit, plan: ReductionPlan) -> FrameResult:
+    flags: list[str] = [] if peak.ok else [f"peak_fit: {peak.message}"]
+    if plan.resolution is None:
+        inst = 0.0
+        flags.append(FLAG_NO_RESOLUTION)
+    else:
+        inst = plan.resolution.fwhm_per_nm(peak.center_per_nm) if peak.ok else math.nan
+
+    def corrected(fwhm_per_nm: float) -> float:
+        return remove_instrumental_fwhm(fwhm_per_nm, inst, peak_shape=peak.peak_shape, eta=peak.eta)
+
+    corr = corrected(peak.fwhm_per_nm)
+    # the instrumental width is taken as exact; the fitted width's error is carried
+    # through the correction by a central difference, whatever the peak shape
+    step = 1e-4 * peak.fwhm_per_nm
+    slope = (corrected(peak.fwhm_per_nm + step) - corrected(peak.fwhm_per_nm - step)) / (2 * step)
+    k = plan.scherrer.k_factor
+    domain = scherrer_size_nm(corr, k_factor=k)
+    domain_err = scherrer_size_err_nm(corr, abs(slope) * peak.fwhm_err_per_nm, k_factor=k)
+    if peak.ok and not math.isfinite(corr):
+        flags.append("fwhm200 not above the instrumental width")
+    return FrameResult(
+        **common,  # type: ignore[arg-type]
+        peak=peak,
+        instrument_fwhm_per_nm=inst,
+        fwhm_corr_per_nm=corr,
+        domain_nm=domain,
+        domain_err_nm=domain_err,
+        flags=tuple(flags),
+    )
+
+
+def unreadable_frame(ref: FrameRef, plan: ReductionPlan, message: str) -> FrameResult:
+    """The flagged, all-NaN result kept for a frame that could not be read."""
+    nan = np.full(plan.q_par_per_nm.shape, np.nan)
+    return FrameResult(
+        kind=plan.kind,
+        path=str(ref.path),
+        frame_index=ref.frame_index,
+        epoch_s=None,
+        exposure_s=None,
+        period_s=None,
+        position=None,
+        intensity=nan,
+        sigma=nan,
+        flags=(f"read_error: {message}",),
+    )

@@ -1,0 +1,230 @@
+"""Per-frame results become one time series: one row per frame, both detectors.
+
+Times come from the frames' header time stamps, relative to the earliest frame of the run.
+A detector whose frames carry no time stamp gets times from the file order and the
+exposure period, and every such row says so in its flags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import Kind
+from pipeline.reduce import FrameResult
+
+#: Columns of summary.csv, in order (also the keys of `gixs inspect --json`).
+COLUMNS: tuple[str, ...] = (
+    "time_s",
+    "detector",
+    "file",
+    "frame",
+    "position",
+    "q1_nm-1",
+    "q1_err_nm-1",
+    "symmetry",
+    "spacing_nm",
+    "fwhm200_nm-1",
+    "fwhm200_err_nm-1",
+    "fwhm200_corr_nm-1",
+    "domain_nm",
+    "domain_err_nm",
+    "flags",
+)
+
+#: Flag of a row whose time was derived from the file order and the exposure period.
+FLAG_TIME_FROM_ORDER = "time_from_order"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """One frame of the time series; fields follow :data:`COLUMNS`.
+
+    Attributes
+    ----------
+    time_s : float
+        Time since the first frame of the run, in s (NaN when not known).
+    detector : {"gisaxs", "giwaxs"}
+        Which detector took the frame.
+    file : str
+        Source file, relative to the run's folder where it lies inside it.
+    frame : int
+        Index of the frame within its file.
+    position : int or None
+        Sample-position index.
+    q1_per_nm, q1_err_per_nm : float
+        First superlattice rod and its standard error, in nm^-1 (NaN without a rod).
+    symmetry : str
+        "none", "hexagonal", "pseudo-hexagonal", "square" or "unknown" ("" for GIWAXS).
+    spacing_nm : float
+        Nearest-neighbour spacing for that symmetry, in nm.
+    fwhm200_per_nm, fwhm200_err_per_nm : float
+        {200} FWHM along q_par as fitted on the detector, in nm^-1.
+    fwhm200_corr_per_nm : float
+        {200} FWHM with the instrumental width removed, in nm^-1.
+    domain_nm, domain_err_nm : float
+        Scherrer domain size and its error, in nm.
+    flags : str
+        Semicolon-separated reasons ("" when all is well).
+    """
+
+    time_s: float
+    detector: Kind
+    file: str
+    frame: int
+    position: int | None
+    q1_per_nm: float = math.nan
+    q1_err_per_nm: float = math.nan
+    symmetry: str = ""
+    spacing_nm: float = math.nan
+    fwhm200_per_nm: float = math.nan
+    fwhm200_err_per_nm: float = math.nan
+    fwhm200_corr_per_nm: float = math.nan
+    domain_nm: float = math.nan
+    domain_err_nm: float = math.nan
+    flags: str = ""
+
+    def as_record(self) -> dict[str, object]:
+        """The row as a mapping keyed by :data:`COLUMNS` (None for a missing position)."""
+        return dict(
+            zip(
+                COLUMNS,
+                (
+                    self.time_s,
+                    self.detector,
+                    self.file,
+                    self.frame,
+                    self.position,
+                    self.q1_per_nm,
+                    self.q1_err_per_nm,
+                    self.symmetry,
+                    self.spacing_nm,
+                    self.fwhm200_per_nm,
+                    self.fwhm200_err_per_nm,
+                    self.fwhm200_corr_per_nm,
+                    self.domain_nm,
+                    self.domain_err_nm,
+                    self.flags,
+                ),
+                strict=True,
+            )
+        )
+
+
+def frame_times_s(
+    results: Sequence[FrameResult], *, t0_epoch_s: float | None, period_s: float | None
+) -> tuple[list[float], bool]:
+    """Times of one detector's frames (in acquisition order), in s since the run start.
+
+    Parameters
+    ----------
+    results : sequence of FrameResult
+        One detector's frames in acquisition order.
+    t0_epoch_s : float or None
+        Epoch time of the run's first frame (both detectors), s since 1970.
+    period_s : float or None
+        Exposure period from the settings, used when the headers give none.
+
+    Returns
+    -------
+    times : list of float
+        Times in s (NaN where nothing gives a time).
+    from_order : bool
+        True when the times come from the order and the period, not from time stamps.
+
+    Examples
+    --------
+    >>> frame_times_s([], t0_epoch_s=None, period_s=10.0)
+    ([], False)
+    """
+    epochs = [r.epoch_s for r in results if r.read_ok]
+    if epochs and all(e is not None for e in epochs) and t0_epoch_s is not None:
+        return [
+            (r.epoch_s - t0_epoch_s) if r.epoch_s is not None else math.nan for r in results
+        ], False
+    periods = [r.period_s for r in results if r.period_s is not None]
+    period = period_s if period_s is not None else (periods[0] if periods else math.nan)
+    return [i * period for i in range(len(results))], bool(results)
+
+
+def build_rows(
+    results: Mapping[Kind, Sequence[FrameResult]],
+    *,
+    period_s: Mapping[Kind, float | None],
+    base_dir: Path | None = None,
+) -> list[SeriesRow]:
+    """One row per frame, both detectors, sorted by time then detector.
+
+    Parameters
+    ----------
+    results : mapping of kind to sequence of FrameResult
+        Each detector's results in acquisition order.
+    period_s : mapping of kind to float or None
+        Each detector's exposure period from the settings (for frames without time stamps).
+    base_dir : Path or None
+        Folder that file names are given relative to, where they lie inside it.
+
+    Returns
+    -------
+    list of SeriesRow
+        The time series.
+    """
+    epochs = [r.epoch_s for rs in results.values() for r in rs if r.epoch_s is not None]
+    t0 = min(epochs) if epochs else None
+    rows: list[SeriesRow] = []
+    for kind, kind_results in results.items():
+        times, from_order = frame_times_s(kind_results, t0_epoch_s=t0, period_s=period_s.get(kind))
+        for time_s, result in zip(times, kind_results, strict=True):
+            rows.append(row_from_result(result, time_s, base_dir=base_dir, from_order=from_order))
+    return sorted(rows, key=lambda r: (math.inf if math.isnan(r.time_s) else r.time_s, r.detector))
+
+
+def row_from_result(
+    result: FrameResult, time_s: float, *, base_dir: Path | None = None, from_order: bool = False
+) -> SeriesRow:
+    """The time-series row of one frame's result."""
+    flags = list(result.flags)
+    if from_order:
+        flags.append(FLAG_TIME_FROM_ORDER)
+    fields: dict[str, object] = {}
+    if result.rod is not None:
+        rod = result.rod
+        fields = {
+            "q1_per_nm": rod.q1_per_nm,
+            "q1_err_per_nm": rod.q1_err_per_nm,
+            "symmetry": rod.symmetry,
+            "spacing_nm": rod.spacing_nm,
+        }
+        if rod.symmetry == "unknown":
+            flags.append(
+                f"symmetry undecided: spacing {rod.spacing_hex_nm:.3f} nm if hexagonal, "
+                f"{rod.spacing_square_nm:.3f} nm if square"
+            )
+    if result.peak is not None:
+        fields |= {
+            "fwhm200_per_nm": result.peak.fwhm_per_nm,
+            "fwhm200_err_per_nm": result.peak.fwhm_err_per_nm,
+            "fwhm200_corr_per_nm": result.fwhm_corr_per_nm,
+            "domain_nm": result.domain_nm,
+            "domain_err_nm": result.domain_err_nm,
+        }
+    return SeriesRow(
+        time_s=time_s,
+        detector=result.kind,
+        file=_display_path(result.path, base_dir),
+        frame=result.frame_index,
+        position=result.position,
+        flags="; ".join(flags),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _display_path(path: str, base_dir: Path | None) -> str:
+    if base_dir is None:
+        return path
+    try:
+        return Path(path).resolve().relative_to(base_dir.resolve()).as_posix()
+    except ValueError:
+        return path

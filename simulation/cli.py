@@ -101,7 +101,7 @@ def add_simulate_parser(subparsers: Any) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1024, help="number of particles (1024)")
     parser.add_argument(
-        "--packing", type=float, default=0.35, help="packing fraction of the start (0.35)"
+        "--packing", type=float, default=0.6, help="packing fraction of the start, <= 0.7 (0.6)"
     )
     parser.add_argument(
         "--pressure",

@@ -18,7 +18,7 @@ Schema (version 1)::
     q_perp_band_per_nm = "yoneda"     # "yoneda" (GISAXS), "lowest" (GIWAXS) or [lo, hi]
     critical_angle_deg = 0.13         # for the Yoneda band
     q_par_range_per_nm = [0.3, 2.4]
-    n_bins = 300
+    n_bins = "auto"                  # or a number; auto: bins about 2 pixel columns wide
     peak_shape = "gaussian"           # "gaussian", "lorentzian" or "pseudo_voigt"
     exposure_period_s = 10.0          # used only for frames without a time stamp
     q1_window_per_nm = [0.4, 1.4]     # GISAXS only: where the first rod is searched
@@ -95,7 +95,7 @@ class DetectorSettings:
     q_perp_band_per_nm: tuple[float, float] | Literal["yoneda", "lowest"] = "yoneda"
     critical_angle_deg: float = 0.13
     q_par_range_per_nm: tuple[float, float] = (0.3, 2.4)
-    n_bins: int = 300
+    n_bins: int | None = None
     peak_shape: PeakShape = "gaussian"
     exposure_period_s: float | None = None
     q1_window_per_nm: tuple[float, float] = (0.4, 1.4)
@@ -131,7 +131,7 @@ class DetectorSettings:
         _check_range(self.q_par_range_per_nm, f"{where} q_par_range_per_nm")
         _check_range(self.q1_window_per_nm, f"{where} q1_window_per_nm")
         _check_range(self.peak_window_per_nm, f"{where} peak_window_per_nm")
-        if not 10 <= self.n_bins <= 100_000:
+        if self.n_bins is not None and not 10 <= self.n_bins <= 100_000:
             msg = f"{where} n_bins must be an integer in [10, 100000], got {self.n_bins!r}"
             raise ConfigError(msg)
         if self.peak_shape not in PEAK_SHAPES:
@@ -256,7 +256,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
             "q_par_range_per_nm",
             kind,
         ),
-        n_bins=_integer(table, "n_bins", 300, kind),
+        n_bins=_integer(table, "n_bins", None, kind),
         peak_shape=table.get("peak_shape", "gaussian"),
         exposure_period_s=_number(table, "exposure_period_s", None, kind),
         q1_window_per_nm=_pair(
@@ -329,10 +329,12 @@ def _number(table: Mapping[str, Any], key: str, default: float | None, kind: str
     return float(value)
 
 
-def _integer(table: Mapping[str, Any], key: str, default: int, kind: str) -> int:
+def _integer(table: Mapping[str, Any], key: str, default: int | None, kind: str) -> int | None:
     value = table.get(key, default)
+    if value is None or value == "auto":
+        return None
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"[{kind}] {key} must be an integer, got {value!r}"
+        msg = f"[{kind}] {key} must be an integer or 'auto', got {value!r}"
         raise ConfigError(msg)
     return value
 

@@ -163,6 +163,44 @@ def q_par_coverage_per_nm(
     return float(q_par.min()), float(q_par.max())
 
 
+def bins_for_range(
+    maps: QMaps,
+    q_par_range_per_nm: tuple[float, float],
+    *,
+    pixels_per_bin: float = 2.0,
+    max_bins: int = 300,
+) -> int:
+    """Number of q_par bins over a range so that each bin spans about `pixels_per_bin` columns.
+
+    Bins narrower than a pixel column split columns unevenly between bins, and where rows
+    of a column differ (horizon, Yoneda band) that spikes the cut.
+
+    Parameters
+    ----------
+    maps : QMaps
+        Per-pixel q maps of the detector.
+    q_par_range_per_nm : tuple of float
+        The cut's |q_par| range, in nm^-1.
+    pixels_per_bin : float
+        Pixel columns a bin should span.
+    max_bins : int
+        Upper limit.
+
+    Returns
+    -------
+    int
+        Between 10 and `max_bins`.
+    """
+    lo, hi = q_par_range_per_nm
+    q_par = np.abs(maps.q_par_per_nm)
+    step = np.abs(np.diff(maps.q_par_per_nm, axis=1))
+    inside = (q_par[:, 1:] >= lo) & (q_par[:, 1:] <= hi) & np.isfinite(step)
+    if not inside.any():
+        return max_bins
+    column_step = float(np.median(step[inside]))
+    return int(np.clip((hi - lo) / (pixels_per_bin * column_step), 10, max_bins))
+
+
 def frame_kind(
     maps: QMaps,
     static_mask: NDArray[np.bool_] | None,

@@ -102,7 +102,7 @@ def inspect_frame(
     if q_par_range_per_nm is None:
         lo, hi = KIND_DEFAULTS[kind]["q_par_range_per_nm"]
         reach_lo, reach_hi = q_par_coverage_per_nm(
-            maps, static, resolve_band(settings, geometry, static)
+            maps, static, resolve_band(settings, geometry, static, maps)
         )
         q_par_range_per_nm = (max(lo, reach_lo), min(hi, reach_hi))
     settings = replace(settings, q_par_range_per_nm=q_par_range_per_nm)

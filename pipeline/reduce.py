@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from calibration.geometry import GIGeometry
+from calibration.geometry import GIGeometry, QMaps
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
 from detectors.pilatus import frame_mask
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
-from pipeline.cuts import lowest_band_per_nm, yoneda_band_per_nm
+from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
     PeakFit,
     PeakFitSettings,
@@ -127,14 +127,17 @@ class FrameResult:
 
 
 def resolve_band(
-    settings: DetectorSettings, geometry: GIGeometry, static_mask: NDArray[np.bool_]
+    settings: DetectorSettings,
+    geometry: GIGeometry,
+    static_mask: NDArray[np.bool_],
+    maps: QMaps,
 ) -> tuple[float, float]:
     """The q_perp band of the cut, in nm^-1, from the settings' band policy."""
     band = settings.q_perp_band_per_nm
     if band == "yoneda":
         return yoneda_band_per_nm(geometry, critical_angle_deg=settings.critical_angle_deg)
     if band == "lowest":
-        return lowest_band_per_nm(geometry.q_maps(), static_mask=static_mask)
+        return lowest_band_per_nm(maps, static_mask=static_mask)
     return band
 
 
@@ -166,13 +169,16 @@ def plan_reduction(
     ReductionPlan
         The plan that :func:`reduce_frame` uses for every frame.
     """
-    band = resolve_band(settings, geometry, static_mask)
+    maps = geometry.q_maps()
+    band = resolve_band(settings, geometry, static_mask, maps)
+    n_bins = settings.n_bins or bins_for_range(maps, settings.q_par_range_per_nm)
     cut = plan_cut(
         geometry,
         static_mask=static_mask,
         q_perp_band_per_nm=band,
         q_par_range_per_nm=settings.q_par_range_per_nm,
-        n_bins=settings.n_bins,
+        n_bins=n_bins,
+        maps=maps,
     )
     return ReductionPlan(
         kind=settings.kind,

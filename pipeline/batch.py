@@ -151,12 +151,12 @@ def reduce_run(
     work: list[tuple[Kind, int, tuple[FrameRef, ...]]] = []
     for settings in config.detectors:
         plans[settings.kind] = load_plan(settings, config)
-        refs = expand_frames(settings)
-        for i in range(0, len(refs), CHUNK_FRAMES):
-            work.append((settings.kind, i // CHUNK_FRAMES, tuple(refs[i : i + CHUNK_FRAMES])))
+        frames = expand_frames(settings)
+        for i in range(0, len(frames), CHUNK_FRAMES):
+            work.append((settings.kind, i // CHUNK_FRAMES, tuple(frames[i : i + CHUNK_FRAMES])))
 
     chunks: dict[tuple[Kind, int], Chunk] = {}
-    pending = []
+    pending: list[tuple[Kind, int, tuple[FrameRef, ...]]] = []
     for kind, index, refs in work:
         done = load_chunk(_chunk_path(out_dir, kind, index))
         if done is not None and done.refs == refs:

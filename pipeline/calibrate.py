@@ -51,7 +51,7 @@ def check_incidence(
     """
     detector = load_poni(poni)
     geometry = GIGeometry.create(detector, incidence_angle_deg=incidence_angle_deg)
-    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data
+    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data.astype(np.float64)
     return calibrate_incidence(
         data,
         geometry,
@@ -72,7 +72,7 @@ def measure_resolution_file(
 ) -> InstrumentResolution:
     """Fit a calibrant frame's lines and write the instrumental resolution JSON to `out`."""
     detector = load_poni(poni)
-    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data
+    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data.astype(np.float64)
     resolution = resolution_from_frame(
         data,
         detector,

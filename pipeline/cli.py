@@ -255,29 +255,15 @@ def _run_make_sample_data(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from simulation.cli import add_simulate_parser  # argparse only: --help stays instant
+
     p = sub.add_parser(
         "simulate",
         help="Monte Carlo of patchy truncated nanocubes; compare rods with a reduced run",
         description="Monte Carlo reference simulator: 'run' one state point, 'sweep' a grid "
         "of (Px/Fx, eps/kT), 'compare' simulated rods with the rods of `gixs reduce`.",
     )
-    p.set_defaults(run=_run_simulate_help(p))
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-
-def _run_simulate_help(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
-    def run(args: argparse.Namespace) -> int:
-        from simulation.cli import add_simulate_parser
-
-        full = argparse.ArgumentParser(prog="gixs simulate")
-        add_simulate_parser(full.add_subparsers(metavar="WHAT"))
-        sim_args = full.parse_args(args.rest)
-        if not hasattr(sim_args, "run"):
-            full.print_help()
-            return EXIT_USAGE
-        return int(sim_args.run(sim_args))
-
-    return run
+    add_simulate_parser(p.add_subparsers(metavar="WHAT"))
 
 
 if __name__ == "__main__":

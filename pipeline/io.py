@@ -24,7 +24,7 @@ import os
 import pickle
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from glob import glob
 from importlib import metadata
@@ -102,7 +102,7 @@ def load_geometry(settings: DetectorSettings) -> GIGeometry:
     detector = load_poni(settings.poni)
     if settings.detector is not None:
         name = canonical_detector_name(settings.detector)
-        detector = type(detector)(**{**_fields(detector), "detector": name})
+        detector = replace(detector, detector=name)
     return GIGeometry.create(
         detector,
         incidence_angle_deg=settings.incidence_angle_deg,

@@ -15,9 +15,9 @@ from scipy.optimize import curve_fit
 from calibration.geometry import GIGeometry, QMaps
 from calibration.io import load_poni, load_resolution
 from calibration.resolution import resolution_from_frame
+from detectors.io import read_frame
 from pipeline.config import config_from_dict
 from sample_data import synth
-from detectors.io import read_frame
 from sample_data.io import write_demo
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))

@@ -2,8 +2,8 @@
 
 A frame is an array (rows, cols) as stored, row 0 first, plus its metadata: source file,
 index within the file, header time stamp (s since 1970, UTC), exposure time and period,
-and the sample-position index. HDF5 stacks, plain ``(n, rows, cols)`` datasets or the
-BLISS/LIMA layout, are read lazily, one frame slice a read.
+and the sample-position index. Every failure is a :class:`~detectors.errors.FrameReadError`
+whose one-line message names the file.
 
 Pilatus CBF headers written by :func:`write_cbf` (and by the detector) look like::
 
@@ -11,37 +11,86 @@ Pilatus CBF headers written by :func:`write_cbf` (and by the detector) look like
     # 2026-11-25T10:00:00.000
     # Exposure_time 9.99 s
     # Exposure_period 10.0 s
-    # Position_index 7          (ours: the sample-position index)
+    # Position_index 7
+
+The time stamp carries no zone and is taken as UTC; ``Position_index`` is this project's
+convention for the sample-position index. EDF headers are searched for the usual ESRF/LIMA
+keys (``time_of_day``, ``time``/``date``, ``acq_expo_time``/``count_time``, ...).
+
+HDF5 files are read lazily, one frame slice a read (the file is opened per read, or once
+per :func:`iter_frames`), never the whole stack. With no dataset path given, the frames are
+found by walking the file: the 3-D numeric dataset (n, rows, cols) whose frame shape is the
+detector's, preferring BLISS/LIMA names (``/1.1/measurement/<det>``,
+``/1.1/instrument/<det>/data``, ``/entry_0000/measurement/data``). Per-frame time stamps
+are taken from a BLISS ``measurement/epoch`` (or ``epoch_trig``) dataset next to them, and
+exposure times from ``acq_parameters/acq_expo_time`` (BLISS) or
+``acquisition/exposure_time`` (LIMA) where present.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fabio
 import h5py
-import hdf5plugin  # noqa: F401  (registers the compression filters of LIMA files)
+import hdf5plugin  # noqa: F401  (registers the compression filters of LIMA/BLISS files)
 import numpy as np
 from fabio.cbfimage import CbfImage
 from numpy.typing import NDArray
 
 from detectors.errors import FrameReadError
 
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
+#: File name suffixes read with h5py; other files are sniffed for the HDF5 signature.
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
+#: File name suffixes read with fabio without sniffing.
+FABIO_SUFFIXES = (".cbf", ".edf", ".tif", ".tiff", ".gz", ".bz2")
 
-#: Names under which BLISS/LIMA files keep per-frame epoch time stamps, in s.
-_EPOCH_NAMES = ("epoch", "epoch_trig", "timestamp", "time_stamp")
+#: Numbers below this are relative times, not absolute stamps (s since 1970; 1973-03-03).
+MIN_EPOCH_S = 1e8
 
-_ISO_TIME = re.compile(r"#\s*(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
-_HEADER_NUMBER = {
-    "exposure_s": re.compile(r"#\s*Exposure_time\s+([-+0-9.eE]+)"),
-    "period_s": re.compile(r"#\s*Exposure_period\s+([-+0-9.eE]+)"),
-    "position": re.compile(r"#\s*Position_index\s+(\d+)"),
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_CBF_MAGIC = b"###CBF"
+_CBF_BINARY_START = b"\x0c\x1a\x04\xd5"
+_HEAD_BYTES = 65_536
+_MESSAGE_CHARS = 160
+_LISTED_DATASETS = 8
+_MAX_H5_DEPTH = 12
+
+# Pilatus header lines, anywhere in a header text (CBF header_contents, TIFF description).
+_ISO_STAMP = re.compile(
+    r"^#\s*(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s*$",
+    re.MULTILINE,
+)
+# Older camserver stamps: "# 2011/Jun/08 14:26:20.375" or "# 2011-Jun-08T14:26:20.375".
+_CAMSERVER_STAMP = re.compile(
+    r"^#\s*(\d{4})[/-]([A-Za-z]{3})[/-](\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*$",
+    re.MULTILINE,
+)
+_PILATUS_NUMBERS = {
+    "exposure_s": re.compile(r"^#\s*Exposure_time\s+([-+0-9.eE]+)", re.MULTILINE),
+    "period_s": re.compile(r"^#\s*Exposure_period\s+([-+0-9.eE]+)", re.MULTILINE),
+    "position": re.compile(r"^#\s*Position_index\s+(\d+)", re.MULTILINE),
 }
+
+# Header keys (case-insensitive) of EDF files and HDF5 datasets, in order of preference.
+_EPOCH_KEYS = ("time_of_day", "epoch", "epoch_trig", "timestamp", "time_stamp", "time_of_frame")
+_DATE_KEYS = ("date", "time", "datetime", "start_time")
+_EXPOSURE_KEYS = ("count_time", "acq_expo_time", "exposure_time", "exposuretime", "expo_time")
+_PERIOD_KEYS = ("exposure_period", "acq_period", "period")
+_LATENCY_KEYS = ("acq_latency_time", "latency_time")
+_POSITION_KEYS = ("position_index", "position")
+_DATE_FORMATS = ("%a %b %d %H:%M:%S %Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S")
+
+# Groups next to a frame dataset where BLISS and LIMA keep per-frame and scan values.
+_H5_META_GROUPS = (".", "measurement", "acquisition", "acq_parameters", "parameters")
+_H5_PREFERRED = re.compile(r"(^|/)measurement/[^/]+$|(^|/)instrument/[^/]+/data$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +104,7 @@ class FrameMeta:
     frame_index : int
         Index within the file (0 for single-frame files).
     epoch_s : float or None
-        Header time stamp, s since 1970 UTC; None when the file has none.
+        Absolute time stamp from the header, s since 1970 UTC; None when the file has none.
     exposure_s, period_s : float or None
         Exposure time and period, in s, where the file gives them.
     position : int or None
@@ -72,15 +121,33 @@ class FrameMeta:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One frame: `data` of shape (rows, cols) as stored, and its metadata."""
+    """One frame and its metadata.
 
-    data: NDArray[np.generic]
+    Attributes
+    ----------
+    data : ndarray of shape (rows, cols)
+        Counts as stored (int32 for Pilatus CBF); row 0 is the first stored row.
+    meta : FrameMeta
+        Where the frame comes from and its header values.
+    """
+
+    data: NDArray[Any]
     meta: FrameMeta
 
 
 @dataclass(frozen=True, slots=True)
 class FrameRef:
-    """Where one frame lives: cheap and picklable, one unit of work for a batch."""
+    """Where one frame lives: cheap and picklable, one unit of work for a batch.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    frame_index : int
+        Index of the frame within the file.
+    h5_dataset : str or None
+        HDF5 dataset holding the frames; None to search the file for it.
+    """
 
     path: Path
     frame_index: int = 0
@@ -88,40 +155,68 @@ class FrameRef:
 
 
 def list_frames(
-    path: Path, *, shape: tuple[int, int] | None = None, h5_dataset: str | None = None
+    path: Path | str,
+    *,
+    shape: tuple[int, int] | None = None,
+    h5_dataset: str | None = None,
 ) -> list[FrameRef]:
-    """References to every frame of a file.
+    """References to every frame of a file, in file order.
 
-    Single-image files (CBF, EDF, TIFF) are not opened: one reference, checked when read.
-    HDF5 files are opened to find the frame dataset and count its frames.
+    A CBF file is one frame and is not opened (it is checked when read). EDF and TIFF
+    headers are read to count their frames. HDF5 files are opened to find the frame
+    dataset and count its frames.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file.
+    shape : tuple of int or None
+        Detector frame shape (rows, cols): picks the HDF5 dataset whose frames have it,
+        and makes a dataset of another shape an error.
+    h5_dataset : str or None
+        Path of the HDF5 frame dataset, (n, rows, cols) or (rows, cols); None to search.
+
+    Returns
+    -------
+    list of FrameRef
+        One per frame; HDF5 references name the dataset found.
 
     Raises
     ------
     FrameReadError
-        If an HDF5 file cannot be opened or has no frame dataset.
+        If the file is missing or empty, cannot be read, has no frame dataset or no frame,
+        or its frames do not have `shape`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_cbf(folder / "f0001.cbf", np.zeros((4, 5)), timestamp=None, exposure_s=1.0,
+    ...           period_s=None, position=None)
+    >>> [(ref.path.name, ref.frame_index) for ref in list_frames(folder / "f0001.cbf")]
+    [('f0001.cbf', 0)]
     """
     path = Path(path)
-    if path.suffix.lower() not in HDF5_SUFFIXES:
+    _check_file(path)
+    if _is_hdf5(path):
+        with _open_h5(path) as fh:
+            stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=h5_dataset)
+            return [FrameRef(path, i, stack.name) for i in range(stack.n_frames)]
+    if path.suffix.lower() == ".cbf":
         return [FrameRef(path, 0, None)]
-    with _open_h5(path) as fh:
-        name = _find_dataset(fh, path, shape=shape, h5_dataset=h5_dataset)
-        dataset = fh[name]
-        n = 1 if dataset.ndim == 2 else int(dataset.shape[0])
-    if n == 0:
-        msg = f"{path}: dataset {name} holds no frames"
-        raise FrameReadError(msg)
-    return [FrameRef(path, i, name) for i in range(n)]
+    n_frames = _fabio_frame_count(path)
+    return [FrameRef(path, i, None) for i in range(n_frames)]
 
 
-def read_frame(ref: FrameRef | Path, *, shape: tuple[int, int] | None = None) -> Frame:
+def read_frame(ref: FrameRef | Path | str, *, shape: tuple[int, int] | None = None) -> Frame:
     """Read one frame.
 
     Parameters
     ----------
-    ref : FrameRef or Path
+    ref : FrameRef, Path or str
         The frame (a path means frame 0 of that file).
     shape : tuple of int or None
-        Expected (rows, cols); a frame of another shape is an error.
+        Expected frame shape (rows, cols); a frame of another shape is an error.
 
     Returns
     -------
@@ -134,40 +229,62 @@ def read_frame(ref: FrameRef | Path, *, shape: tuple[int, int] | None = None) ->
         For a missing, empty, truncated or unreadable file, a frame of the wrong shape,
         an HDF5 file without frame dataset, or an index out of range; the message names
         the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "f0001.cbf"
+    >>> write_cbf(path, np.arange(6).reshape(2, 3), timestamp=datetime(2026, 11, 25, 10),
+    ...           exposure_s=9.99, period_s=10.0, position=7)
+    >>> frame = read_frame(path, shape=(2, 3))
+    >>> frame.data.tolist(), frame.meta.epoch_s, frame.meta.exposure_s, frame.meta.position
+    ([[0, 1, 2], [3, 4, 5]], 1795600800.0, 9.99, 7)
     """
     if not isinstance(ref, FrameRef):
         ref = FrameRef(Path(ref))
     path = Path(ref.path)
-    if not path.exists():
-        msg = f"{path}: no such file"
-        raise FrameReadError(msg)
-    if path.stat().st_size == 0:
-        msg = f"{path}: the file is empty (0 bytes)"
-        raise FrameReadError(msg)
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        frame = _read_h5(path, ref.frame_index, shape=shape, h5_dataset=ref.h5_dataset)
-    else:
-        frame = _read_fabio(path, ref.frame_index)
-    if shape is not None and frame.data.shape != tuple(shape):
-        msg = (
-            f"{path}: expected a frame of shape {tuple(shape)} for this detector, got "
-            f"{frame.data.shape}; check the detector of the PONI file or the config"
-        )
-        raise FrameReadError(msg)
+    _check_file(path)
+    if _is_hdf5(path):
+        with _open_h5(path) as fh:
+            stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=ref.h5_dataset)
+            return stack.frame(ref.frame_index)
+    frame = _read_fabio(path, ref.frame_index)
+    _check_shape(path, frame.data.shape, shape)
     return frame
 
 
 def iter_frames(
-    path: Path, *, shape: tuple[int, int] | None = None, h5_dataset: str | None = None
+    path: Path | str,
+    *,
+    shape: tuple[int, int] | None = None,
+    h5_dataset: str | None = None,
 ) -> Iterator[Frame]:
-    """Every frame of a file, read lazily one at a time."""
-    for ref in list_frames(path, shape=shape, h5_dataset=h5_dataset):
-        yield read_frame(ref, shape=shape)
+    """Every frame of a file, read lazily one at a time.
+
+    An HDF5 file is opened once for the whole iteration (and closed when the iterator
+    ends or is closed); other files are read frame by frame.
+
+    Raises
+    ------
+    FrameReadError
+        As :func:`list_frames` and :func:`read_frame`.
+    """
+    path = Path(path)
+    _check_file(path)
+    if not _is_hdf5(path):
+        for ref in list_frames(path, shape=shape):
+            yield read_frame(ref, shape=shape)
+        return
+    with _open_h5(path) as fh:
+        stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=h5_dataset)
+        metadata = stack.all_metadata()
+        for index in range(stack.n_frames):
+            yield stack.frame(index, metadata[index])
 
 
 def write_cbf(
-    path: Path,
-    data: NDArray[np.generic],
+    path: Path | str,
+    data: NDArray[Any],
     *,
     timestamp: datetime | None,
     exposure_s: float | None,
@@ -175,226 +292,560 @@ def write_cbf(
     position: int | None,
     detector_label: str = "PILATUS",
 ) -> None:
-    """Write a Pilatus-style mini-CBF (byte-offset compressed) with its header lines.
+    """Write a Pilatus-style mini-CBF (byte-offset compressed, int32) with its header lines.
+
+    The file appears whole or not at all: it is written under a temporary name in the same
+    folder and renamed, so a folder watcher never reads half a file.
 
     Parameters
     ----------
-    path : Path
-        File to write.
+    path : Path or str
+        File to write (replaced if it exists).
     data : ndarray of shape (rows, cols)
-        Counts (written as int32).
+        Counts: integers in the int32 range (floats must hold whole numbers).
     timestamp : datetime or None
-        Start of the exposure (naive times are taken as UTC).
+        Start of the exposure; a naive time is taken as UTC, an aware one is converted.
+        Written with millisecond precision.
     exposure_s, period_s : float or None
         Exposure time and period, in s.
     position : int or None
         Sample-position index.
     detector_label : str
         Text of the ``# Detector:`` line.
+
+    Raises
+    ------
+    ValueError
+        If `data` is not 2-D or does not hold whole numbers in the int32 range.
+    OSError
+        If the file cannot be written.
     """
+    counts = _as_int32(data)
     lines = [f"# Detector: {detector_label}"]
     if timestamp is not None:
+        if timestamp.tzinfo is not None:
+            timestamp = timestamp.astimezone(UTC)
         lines.append(f"# {timestamp.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}")
     if exposure_s is not None:
-        lines.append(f"# Exposure_time {exposure_s:.7g} s")
+        lines.append(f"# Exposure_time {float(exposure_s)!r} s")
     if period_s is not None:
-        lines.append(f"# Exposure_period {period_s:.7g} s")
+        lines.append(f"# Exposure_period {float(period_s)!r} s")
     if position is not None:
         lines.append(f"# Position_index {int(position)}")
-    header = {"_array_data.header_contents": "\r\n".join(lines)}
-    CbfImage(data=np.asarray(data, dtype=np.int32), header=header).write(str(path))
+    header = {
+        "_array_data.header_convention": "PILATUS_1.2",
+        "_array_data.header_contents": "\r\n".join(lines),
+    }
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".write_cbf_") as tmp:
+        part = Path(tmp) / path.name  # same name, so the CIF block is data_<stem>
+        CbfImage(data=counts, header=header).write(str(part))
+        os.replace(part, path)
 
 
-def read_mask_file(path: Path, *, shape: tuple[int, int]) -> NDArray[np.bool_]:
-    """A user mask (EDF, TIFF, CBF or NPY), nonzero = masked.
+def read_mask_file(path: Path | str, *, shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """A user mask file (EDF, TIFF, CBF, NPY or a 2-D HDF5 dataset), nonzero = masked.
+
+    Parameters
+    ----------
+    path : Path or str
+        The mask file.
+    shape : tuple of int
+        The detector's frame shape (rows, cols).
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        True where the file is nonzero (or NaN).
 
     Raises
     ------
     FrameReadError
         If the file cannot be read or its shape is not the detector's.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "mask.npy"
+    >>> np.save(path, np.array([[0, 1], [0, 0]]))
+    >>> read_mask_file(path, shape=(2, 2)).tolist()
+    [[False, True], [False, False]]
     """
     path = Path(path)
-    try:
-        data = np.load(path) if path.suffix.lower() == ".npy" else fabio.open(str(path)).data
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        msg = f"{path}: cannot read the mask file ({err})"
-        raise FrameReadError(msg) from None
+    _check_file(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            msg = f"{path}: cannot read the mask ({_brief(err)}); save it with numpy.save"
+            raise FrameReadError(msg) from None
+    else:
+        data = read_frame(path, shape=shape).data
     if data.shape != tuple(shape):
-        msg = f"{path}: mask of shape {data.shape} does not fit the detector's {tuple(shape)}"
+        msg = (
+            f"{path}: mask of shape {data.shape} does not fit the detector's frames of "
+            f"shape {tuple(shape)}; draw the mask on a frame of this detector"
+        )
         raise FrameReadError(msg)
     return np.asarray(data) != 0
 
 
+# --- files -------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        msg = f"{path}: no such file; check the path or glob"
+        raise FrameReadError(msg)
+    if path.is_dir():
+        msg = f"{path}: is a folder, not a frame file"
+        raise FrameReadError(msg)
+    if path.stat().st_size == 0:
+        msg = f"{path}: the file is empty (0 bytes); it was not written, or is still being written"
+        raise FrameReadError(msg)
+
+
+def _is_hdf5(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return True
+    if suffix in FABIO_SUFFIXES:
+        return False
+    with path.open("rb") as fh:
+        return fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+
+
+def _check_shape(
+    path: Path, found: tuple[int, ...], expected: tuple[int, int] | None, where: str = ""
+) -> None:
+    if expected is not None and tuple(found) != tuple(expected):
+        msg = (
+            f"{path}{where}: expected frames of shape {tuple(expected)} (rows, cols) for "
+            f"this detector, found {tuple(found)}; check the detector named in the PONI "
+            "file or config, or the frame files"
+        )
+        raise FrameReadError(msg)
+
+
+def _brief(err: BaseException) -> str:
+    """An exception as one short line (fabio's messages can run over many lines)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
+
+
+def _as_int32(data: NDArray[Any]) -> NDArray[np.int32]:
+    array = np.asarray(data)
+    if array.ndim != 2:
+        msg = f"write_cbf needs a 2-D frame (rows, cols), got shape {array.shape}"
+        raise ValueError(msg)
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+        msg = "write_cbf writes counts: the frame holds non-integer or non-finite values"
+        raise ValueError(msg)
+    info = np.iinfo(np.int32)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        msg = f"write_cbf writes int32 counts: values {array.min()}..{array.max()} overflow"
+        raise ValueError(msg)
+    return array.astype(np.int32)
+
+
+# --- CBF, EDF, TIFF through fabio -------------------------------------------------
+
+
+def _fabio_frame_count(path: Path) -> int:
+    _check_cbf(path)
+    try:
+        n_frames = int(fabio.openheader(str(path)).nframes)
+    # fabio signals unknown or corrupt files with many exception types (OSError,
+    # AssertionError, AttributeError, KeyError, ...): all mean "cannot read this file".
+    except Exception as err:
+        msg = f"{path}: not a readable image file ({_brief(err)})"
+        raise FrameReadError(msg) from None
+    if n_frames < 1:
+        msg = f"{path}: the file holds no frames"
+        raise FrameReadError(msg)
+    return n_frames
+
+
+def _check_cbf(path: Path) -> None:
+    """Refuse a CBF cut short before fabio sees it.
+
+    fabio loops forever on a CBF cut before its binary section and zero-fills or asserts
+    on one cut inside it, so the binary section is checked against the file size here.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if not (head.startswith(_CBF_MAGIC) or path.suffix.lower() == ".cbf"):
+        return
+    start = head.find(_CBF_BINARY_START)
+    if start < 0 and len(head) == _HEAD_BYTES:
+        head = path.read_bytes()
+        start = head.find(_CBF_BINARY_START)
+    if start < 0:
+        msg = (
+            f"{path}: truncated or not a CBF image: no binary data section; "
+            "copy the file again from the detector"
+        )
+        raise FrameReadError(msg)
+    declared = re.search(rb"X-Binary-Size:\s*(\d+)", head[:start])
+    have = path.stat().st_size - start - len(_CBF_BINARY_START)
+    if declared is not None and have < int(declared.group(1)):
+        msg = (
+            f"{path}: truncated CBF: {have} of {int(declared.group(1))} bytes of pixel data; "
+            "copy the file again from the detector"
+        )
+        raise FrameReadError(msg)
+
+
 def _read_fabio(path: Path, index: int) -> Frame:
+    _check_cbf(path)
+    n_frames = 1 if path.suffix.lower() == ".cbf" else _fabio_frame_count(path)
+    if not 0 <= index < n_frames:
+        msg = f"{path}: frame {index} out of range, the file holds {n_frames} frame(s)"
+        raise FrameReadError(msg)
     try:
         image = fabio.open(str(path))
         if index:
             image = image.getframe(index)
         data = image.data
-    # fabio signals some corrupt files with AssertionError (a failed internal check)
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        IndexError,
-        RuntimeError,
-        EOFError,
-        AssertionError,
-    ) as err:
-        reason = str(err) or "the data do not match the header: truncated or corrupt"
-        msg = f"{path}: cannot read frame {index} ({reason})"
+    # fabio signals unknown or corrupt files with many exception types (OSError,
+    # AssertionError, AttributeError, KeyError, ...): all mean "cannot read this file".
+    except Exception as err:
+        msg = (
+            f"{path}: cannot read frame {index}: unknown format, truncated or corrupt "
+            f"({_brief(err)})"
+        )
         raise FrameReadError(msg) from None
     if data is None or data.ndim != 2 or data.size == 0:
-        msg = f"{path}: holds no 2-D frame (truncated or not an image file)"
+        found = None if data is None else data.shape
+        msg = f"{path}: holds no 2-D frame (found data of shape {found}); not a detector frame?"
         raise FrameReadError(msg)
-    header = {str(k): str(v) for k, v in image.header.items()}
-    _check_complete(path, data, header)
-    return Frame(data, _fabio_meta(path, index, header))
-
-
-def _check_complete(path: Path, data: NDArray[np.generic], header: dict[str, str]) -> None:
-    """A truncated CBF decodes to too few values, or fabio pads it: catch both."""
+    header = {str(k): v for k, v in image.header.items()}
     expected = header.get("X-Binary-Number-of-Elements")
-    if expected is not None and int(expected) != data.size:
+    if expected is not None and str(expected).isdigit() and int(expected) != data.size:
         msg = f"{path}: truncated CBF: {data.size} of {expected} pixel values"
         raise FrameReadError(msg)
-    size = header.get("X-Binary-Size")
-    if size is not None and path.suffix.lower() == ".cbf":
-        raw = path.read_bytes()
-        start = raw.find(b"\x0c\x1a\x04\xd5")
-        if start < 0 or len(raw) - (start + 4) < int(size):
-            msg = f"{path}: truncated CBF: the binary section is shorter than {size} bytes"
-            raise FrameReadError(msg)
+    return Frame(np.asarray(data), _header_meta(path, index, header))
 
 
-def _fabio_meta(path: Path, index: int, header: dict[str, str]) -> FrameMeta:
-    text = "\n".join(header.values())
-    numbers: dict[str, float | None] = {}
-    for key, pattern in _HEADER_NUMBER.items():
+def _header_meta(path: Path, index: int, header: dict[str, Any]) -> FrameMeta:
+    """Metadata from a fabio header: Pilatus lines first, then EDF-style keys."""
+    text = "\n".join(v for v in header.values() if isinstance(v, str))
+    pilatus: dict[str, float | None] = {}
+    for key, pattern in _PILATUS_NUMBERS.items():
         match = pattern.search(text)
-        numbers[key] = float(match.group(1)) if match else None
-    epoch = None
-    iso = _ISO_TIME.search(text)
-    if iso:
-        epoch = datetime.fromisoformat(iso.group(1)).replace(tzinfo=UTC).timestamp()
-    else:
-        epoch = _edf_time(header)
-    if numbers["exposure_s"] is None:
-        numbers["exposure_s"] = _first_float(
-            header, ("count_time", "acq_expo_time", "exposure_time", "ExposureTime")
-        )
-    position = numbers["position"]
+        pilatus[key] = float(match.group(1)) if match else None
+    keys = {k.lower(): str(v) for k, v in header.items()}
+    epoch = _pilatus_epoch(text)
+    if epoch is None:
+        epoch = _keyed_epoch(keys)
+    exposure = pilatus["exposure_s"]
+    if exposure is None:
+        exposure = _keyed_number(keys, _EXPOSURE_KEYS)
+    period = pilatus["period_s"]
+    if period is None:
+        period = _keyed_number(keys, _PERIOD_KEYS)
+    latency = _keyed_number(keys, _LATENCY_KEYS)
+    if period is None and exposure is not None and latency is not None:
+        period = exposure + latency
+    position = pilatus["position"]
     if position is None:
-        position = _first_float(header, ("position_index", "position"))
+        position = _keyed_number(keys, _POSITION_KEYS)
     return FrameMeta(
         path=path,
         frame_index=index,
         epoch_s=epoch,
-        exposure_s=numbers["exposure_s"],
-        period_s=numbers["period_s"],
+        exposure_s=exposure,
+        period_s=period,
         position=None if position is None else int(position),
     )
 
 
-def _edf_time(header: dict[str, str]) -> float | None:
-    value = _first_float(header, ("time_of_frame", "epoch", "time_stamp"))
-    if value is not None:
-        return value
-    for key in ("date", "time"):
-        if key in header:
-            try:
-                stamp = datetime.fromisoformat(header[key].strip())
-            except ValueError:
-                continue
-            return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+def _pilatus_epoch(text: str) -> float | None:
+    iso = _ISO_STAMP.search(text)
+    if iso is not None:
+        return _epoch_of(datetime.fromisoformat(iso.group(1).replace(" ", "T")))
+    old = _CAMSERVER_STAMP.search(text)
+    if old is not None:
+        year, month, day, clock = old.groups()
+        try:
+            stamp = datetime.strptime(f"{year} {month} {day} {clock}", "%Y %b %d %H:%M:%S.%f")
+        except ValueError:
+            stamp = datetime.strptime(f"{year} {month} {day} {clock}", "%Y %b %d %H:%M:%S")
+        return _epoch_of(stamp)
     return None
 
 
-def _first_float(header: dict[str, str], keys: tuple[str, ...]) -> float | None:
-    lower = {k.lower(): v for k, v in header.items()}
-    for key in keys:
-        if key.lower() in lower:
-            try:
-                return float(lower[key.lower()].split()[0])
-            except (ValueError, IndexError):
-                continue
+def _keyed_epoch(keys: dict[str, str]) -> float | None:
+    number = _keyed_number(keys, _EPOCH_KEYS, minimum=MIN_EPOCH_S)
+    if number is not None:
+        return number
+    for key in _DATE_KEYS:
+        stamp = _parse_date(keys.get(key, ""))
+        if stamp is not None:
+            return stamp
     return None
+
+
+def _parse_date(text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return _epoch_of(datetime.fromisoformat(text))
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return _epoch_of(datetime.strptime(text, fmt))
+        except ValueError:
+            continue
+    return None
+
+
+def _keyed_number(
+    keys: dict[str, str], names: tuple[str, ...], *, minimum: float | None = None
+) -> float | None:
+    for name in names:
+        words = keys.get(name, "").split()
+        if not words:
+            continue
+        try:
+            value = float(words[0])
+        except ValueError:
+            continue
+        if np.isfinite(value) and (minimum is None or value >= minimum):
+            return value
+    return None
+
+
+def _epoch_of(stamp: datetime) -> float:
+    """Seconds since 1970 of a time stamp; one with no zone is taken as UTC."""
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+# --- HDF5 through h5py ------------------------------------------------------------
 
 
 def _open_h5(path: Path) -> h5py.File:
     try:
-        return h5py.File(path, "r")
+        # no file locking: BLISS/LIMA may hold the file open for writing while we read
+        return h5py.File(path, "r", locking=False)
     except OSError as err:
-        msg = f"{path}: not a readable HDF5 file ({err})"
+        msg = f"{path}: not a readable HDF5 file ({_brief(err)})"
         raise FrameReadError(msg) from None
 
 
-def _find_dataset(
-    fh: h5py.File, path: Path, *, shape: tuple[int, int] | None, h5_dataset: str | None
-) -> str:
-    if h5_dataset is not None:
-        if h5_dataset not in fh or not isinstance(fh[h5_dataset], h5py.Dataset):
-            msg = f"{path}: no dataset {h5_dataset!r}; give the frames' dataset path"
+@dataclass(frozen=True, slots=True)
+class _H5Stack:
+    """The frame dataset of an open HDF5 file and where its metadata live."""
+
+    path: Path
+    dataset: h5py.Dataset
+    name: str
+    anchors: tuple[str, ...]  # dataset paths whose parents hold the metadata
+
+    @classmethod
+    def find(
+        cls, fh: h5py.File, path: Path, *, shape: tuple[int, int] | None, h5_dataset: str | None
+    ) -> _H5Stack:
+        name = _find_frames(fh, path, shape=shape) if h5_dataset is None else h5_dataset
+        item = _h5_get(fh, name)
+        if not isinstance(item, h5py.Dataset):
+            listed = _describe_datasets(_walk_datasets(fh))
+            msg = f"{path}: no dataset {name!r}; give the frames' dataset path (found: {listed})"
             raise FrameReadError(msg)
-        return h5_dataset
-    candidates: list[str] = []
-    seen: list[str] = []
+        if item.ndim not in (2, 3) or item.dtype.kind not in "iuf":
+            msg = (
+                f"{path}: dataset {name} of shape {item.shape} and type {item.dtype} is not "
+                "a frame stack (n, rows, cols) or a frame (rows, cols) of numbers"
+            )
+            raise FrameReadError(msg)
+        _check_shape(path, item.shape[-2:], shape, where=f" {name}")
+        anchors = [name]
+        link = fh.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            anchors.append(link.path)
+        stack = cls(path, item, name, tuple(anchors))
+        if stack.n_frames == 0:
+            msg = f"{path}: dataset {name} holds no frames (shape {item.shape})"
+            raise FrameReadError(msg)
+        return stack
 
-    def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Dataset):
-            seen.append(f"{name} {obj.shape}")
-            fits = obj.ndim == 3 and (shape is None or obj.shape[1:] == tuple(shape))
-            if fits and obj.dtype.kind in "iuf":
-                candidates.append(name)
+    @property
+    def n_frames(self) -> int:
+        return 1 if self.dataset.ndim == 2 else int(self.dataset.shape[0])
 
-    fh.visititems(visit)
-    if not candidates:
-        wanted = f"(n, {shape[0]}, {shape[1]})" if shape else "(n, rows, cols)"
-        listed = "; ".join(seen[:6]) + ("; ..." if len(seen) > 6 else "") or "none"
-        msg = f"{path}: no frame dataset of shape {wanted}; datasets: {listed}"
-        raise FrameReadError(msg)
-    preferred = [c for c in candidates if re.search(r"measurement|/data$|instrument", c)]
-    return "/" + (preferred or candidates)[0].lstrip("/")
-
-
-def _read_h5(
-    path: Path, index: int, *, shape: tuple[int, int] | None, h5_dataset: str | None
-) -> Frame:
-    with _open_h5(path) as fh:
-        name = _find_dataset(fh, path, shape=shape, h5_dataset=h5_dataset)
-        dataset = fh[name]
-        n = 1 if dataset.ndim == 2 else dataset.shape[0]
-        if not 0 <= index < n:
-            msg = f"{path}: frame {index} out of range, {name} holds {n} frames"
+    def frame(self, index: int, meta: FrameMeta | None = None) -> Frame:
+        """Frame `index`, with `meta` or else its metadata read from the file."""
+        if not 0 <= index < self.n_frames:
+            msg = (
+                f"{self.path}: frame {index} out of range, {self.name} holds "
+                f"{self.n_frames} frame(s)"
+            )
             raise FrameReadError(msg)
         try:
-            data = dataset[()] if dataset.ndim == 2 else dataset[index]
-        except OSError as err:
-            msg = f"{path}: cannot read frame {index} of {name} ({err})"
+            data = self.dataset[()] if self.dataset.ndim == 2 else self.dataset[index]
+        except (OSError, ValueError) as err:
+            msg = f"{self.path}: cannot read frame {index} of {self.name} ({_brief(err)})"
             raise FrameReadError(msg) from None
-        meta = FrameMeta(
-            path=path,
-            frame_index=index,
-            epoch_s=_h5_value(fh, name, _EPOCH_NAMES, index),
-            exposure_s=_h5_value(fh, name, ("count_time", "acq_expo_time", "exposure_time"), 0),
-            period_s=_h5_value(fh, name, ("acq_latency_time_period", "period"), 0),
-        )
-    return Frame(np.asarray(data), meta)
+        return Frame(np.asarray(data), self.metadata(index) if meta is None else meta)
+
+    def metadata(self, index: int) -> FrameMeta:
+        """Metadata of one frame, reading one element of each per-frame dataset."""
+        values = {}
+        for field, names in _H5_FIELDS.items():
+            item = self._lookup(names)
+            values[field] = None if item is None else _h5_number(item, index, self.n_frames)
+        return _h5_meta(self.path, index, values)
+
+    def all_metadata(self) -> list[FrameMeta]:
+        """Metadata of every frame, reading each per-frame dataset once."""
+        columns: dict[str, NDArray[np.float64] | None] = {}
+        for field, names in _H5_FIELDS.items():
+            item = self._lookup(names)
+            columns[field] = None if item is None else _h5_column(item, self.n_frames)
+        return [
+            _h5_meta(
+                self.path, i, {k: None if v is None else float(v[i]) for k, v in columns.items()}
+            )
+            for i in range(self.n_frames)
+        ]
+
+    def _lookup(self, names: tuple[str, ...]) -> h5py.Dataset | None:
+        """The nearest numeric dataset with one of `names`, searched up from the frames."""
+        fh = self.dataset.file
+        for anchor in self.anchors:
+            group = _h5_get(fh, anchor.rsplit("/", 1)[0] or "/")
+            while isinstance(group, h5py.Group):
+                for sub in _H5_META_GROUPS:
+                    place = group if sub == "." else _h5_get(group, sub)
+                    if not isinstance(place, h5py.Group):
+                        continue
+                    for name in names:
+                        item = _h5_get(place, name)
+                        if isinstance(item, h5py.Dataset) and item.dtype.kind in "iuf":
+                            return item
+                if group.name == "/":
+                    break
+                group = group.parent
+        return None
 
 
-def _h5_value(fh: h5py.File, dataset: str, names: tuple[str, ...], index: int) -> float | None:
-    """A per-frame (or scalar) number stored next to the frames, searched up the tree."""
-    group = fh[dataset].parent
-    while True:
-        for sub in (group, group.get("acquisition"), group.get("parameters")):
-            if not isinstance(sub, h5py.Group):
+# Per-frame fields and the dataset names that hold them (BLISS first, then LIMA).
+_H5_FIELDS: dict[str, tuple[str, ...]] = {
+    "epoch_s": ("epoch", "epoch_trig", "time_of_day"),
+    "exposure_s": _EXPOSURE_KEYS,
+    "period_s": _PERIOD_KEYS,
+    "latency_s": _LATENCY_KEYS,
+    "position": _POSITION_KEYS,
+}
+
+
+def _h5_meta(path: Path, index: int, values: dict[str, float | None]) -> FrameMeta:
+    epoch = values["epoch_s"]
+    if epoch is not None and not epoch >= MIN_EPOCH_S:
+        epoch = None
+    exposure, period, latency = values["exposure_s"], values["period_s"], values["latency_s"]
+    if period is None and exposure is not None and latency is not None:
+        period = exposure + latency
+    position = values["position"]
+    return FrameMeta(
+        path=path,
+        frame_index=index,
+        epoch_s=epoch,
+        exposure_s=exposure,
+        period_s=period,
+        position=None if position is None or not np.isfinite(position) else int(position),
+    )
+
+
+def _h5_number(item: h5py.Dataset, index: int, n_frames: int) -> float | None:
+    """Element `index` of a per-frame dataset, or its single value; None if neither."""
+    size = int(item.size)
+    if size == 1:
+        return float(np.ravel(item[()])[0])
+    if item.ndim == 1 and size == n_frames:
+        return float(item[index])
+    return None
+
+
+def _h5_column(item: h5py.Dataset, n_frames: int) -> NDArray[np.float64] | None:
+    values = np.ravel(np.asarray(item[()], dtype=np.float64))
+    if values.size == 1:
+        return np.full(n_frames, values[0])
+    if item.ndim == 1 and values.size == n_frames:
+        return values
+    return None
+
+
+def _h5_get(group: h5py.Group, name: str) -> Any:
+    """``group.get(name)``, None where the name or a link target is missing."""
+    try:
+        return group.get(name)
+    except (KeyError, OSError, ValueError):
+        return None
+
+
+def _walk_datasets(fh: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+    """Every dataset reachable from the root, following soft and external links.
+
+    Groups reached through soft links are not entered (their hard path is), so link
+    cycles end; a dataset reached twice is listed once, under the first name met.
+    """
+    found: list[tuple[str, h5py.Dataset]] = []
+    seen: set[Any] = set()
+
+    def visit(group: h5py.Group, prefix: str, depth: int) -> None:
+        for key in group:
+            link = group.get(key, getlink=True)
+            item = _h5_get(group, key)
+            name = f"{prefix}/{key}"
+            if item is None or item.id in seen:
                 continue
-            for name in names:
-                item = sub.get(name)
-                if isinstance(item, h5py.Dataset) and item.dtype.kind in "iuf":
-                    values = np.atleast_1d(item[()])
-                    if values.size:
-                        return float(values[min(index, values.size - 1)])
-        if group.name == "/":
-            return None
-        group = group.parent
+            seen.add(item.id)
+            if isinstance(item, h5py.Dataset):
+                found.append((name, item))
+            elif (
+                isinstance(item, h5py.Group)
+                and not isinstance(link, h5py.SoftLink)
+                and depth < _MAX_H5_DEPTH
+            ):
+                visit(item, name, depth + 1)
+
+    visit(fh, "", 0)
+    return found
+
+
+def _describe_datasets(datasets: list[tuple[str, h5py.Dataset]]) -> str:
+    if not datasets:
+        return "no datasets at all"
+    shown = [f"{name} {item.shape}" for name, item in datasets[:_LISTED_DATASETS]]
+    more = len(datasets) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _find_frames(fh: h5py.File, path: Path, *, shape: tuple[int, int] | None) -> str:
+    """Name of the frame dataset: a numeric (n, rows, cols) stack, BLISS/LIMA names first."""
+    datasets = _walk_datasets(fh)
+    ranked: list[tuple[tuple[int, int, int, int], str]] = []
+    for order, (name, item) in enumerate(datasets):
+        if item.dtype.kind not in "iuf" or item.ndim not in (2, 3):
+            continue
+        frame_shape = tuple(item.shape[-2:])
+        if shape is not None and frame_shape != tuple(shape):
+            continue
+        if item.ndim == 2 and shape is None:
+            continue  # a lone 2-D array is a frame only when it has the detector's shape
+        if min(frame_shape) < 2:
+            continue
+        preferred = 1 if _H5_PREFERRED.search(name) else 0
+        pixels = int(np.prod(frame_shape))
+        ranked.append(((item.ndim, preferred, pixels, -order), name))
+    if not ranked:
+        wanted = "(n, rows, cols)" if shape is None else f"(n, {shape[0]}, {shape[1]})"
+        msg = (
+            f"{path}: no frame dataset of shape {wanted} (found: {_describe_datasets(datasets)}); "
+            "give the dataset path (h5_dataset) or check the detector"
+        )
+        raise FrameReadError(msg)
+    return max(ranked)[1]

@@ -9,7 +9,7 @@ Examples
 --------
 ::
 
-    gixs simulate run --patch 0.1 --eps 6 --n 1024 --packing 0.35 --sweeps 20000 --seed 1 --out sim
+    gixs simulate run --patch 0.1 --eps 6 --n 1024 --packing 0.6 --sweeps 20000 --seed 1 --out sim
     gixs simulate sweep --patch 0.1 0.5 0.8 --eps 2 4 6 --jobs 4 --out sim/sweep
     gixs simulate compare results.h5 sim/p0.1_e6.h5 sim/p0.8_e6.h5 --contact-nm 7.6
 """
@@ -43,8 +43,9 @@ def add_simulate_parser(subparsers: Any) -> None:
     """
     run = subparsers.add_parser(
         "run",
-        help="run one state point (Px/Fx, eps/kT) from a dilute start",
-        description="Monte Carlo of N patchy truncated squares from a dilute random start; "
+        help="run one state point (Px/Fx, eps/kT)",
+        description="Monte Carlo (NVT, cluster moves) of N patchy truncated squares from a "
+        "lattice start; "
         "writes OUT/p<patch>_e<eps>.h5 (settings, seed, snapshots, observables, S(q), rods) "
         "and a PNG snapshot coloured by local order.",
         epilog=_EPILOG,

@@ -1,7 +1,8 @@
 r"""One state point or a grid of them: run, measure, write, and draw the state diagram.
 
 A state point is (Px/Fx, eps/kT) plus the run settings of `RunSettings`. `run_state_point`
-runs the Monte Carlo engine from a dilute random start and measures the result (pure: no
+runs the Monte Carlo engine (NVT with cluster moves, from a lattice start of randomly
+turned particles at the target density) and measures the result (pure: no
 files); `run_and_write` also writes the run file and its snapshot PNG; `run_sweep` does that
 for a grid in parallel processes, skipping state points whose run file is already complete,
 so an interrupted sweep resumes where it stopped.
@@ -10,15 +11,17 @@ Reproducing the study (Fig. 5)
 ------------------------------
 From the repository root (each line is one documented command; the seeds are fixed)::
 
-    gixs simulate run --patch 0.1 --eps 6 --n 1024 --packing 0.35 --sweeps 20000 --seed 1 --out sim
-    gixs simulate run --patch 0.8 --eps 6 --n 1024 --packing 0.35 --sweeps 20000 --seed 1 --out sim
-    gixs simulate run --patch 0.5 --eps 2 --n 1024 --packing 0.35 --sweeps 20000 --seed 1 --out sim
-    gixs simulate sweep --patch 0.1 0.3 0.5 0.8 1.0 --eps 2 3 4 5 6 --n 1024 --packing 0.35 \\
+    gixs simulate run --patch 0.1 --eps 6 --n 1024 --packing 0.6 --sweeps 20000 --seed 1 --out sim
+    gixs simulate run --patch 0.8 --eps 6 --n 1024 --packing 0.6 --sweeps 20000 --seed 1 --out sim
+    gixs simulate run --patch 0.5 --eps 2 --n 1024 --packing 0.6 --sweeps 20000 --seed 1 --out sim
+    gixs simulate sweep --patch 0.1 0.3 0.5 0.8 1.0 --eps 2 3 4 5 6 --n 1024 --packing 0.6 \\
         --sweeps 20000 --seed 1 --jobs 8 --out sim/sweep
 
 Expected: square at Px/Fx = 0.1, eps = 6 (psi4 high, q2/q1 near sqrt 2); hexagonal or
 pseudo-hexagonal at Px/Fx = 0.8, eps = 6 (psi6 > psi4, q2/q1 near sqrt 3); fluid at
-eps = 2. The tests run small, short versions of the same state points.
+eps = 2. Measured so far (N = 256, 5000 sweeps, packing 0.6, seed 1): square at Px/Fx = 0.1,
+eps = 6 (psi4 0.92); Px/Fx = 0.8, eps = 6 came out square-ish (psi4 0.58 > psi6 0.52),
+not hexagonal. The tests run small, short versions of the same state points.
 """
 
 from __future__ import annotations

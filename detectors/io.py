@@ -302,7 +302,7 @@ def write_cbf(
     path : Path or str
         File to write (replaced if it exists).
     data : ndarray of shape (rows, cols)
-        Counts: integers in the int32 range (floats must hold whole numbers).
+        Counts: integers in -2**31 < n < 2**31 (floats must hold whole numbers).
     timestamp : datetime or None
         Start of the exposure; a naive time is taken as UTC, an aware one is converted.
         Written with millisecond precision.
@@ -380,7 +380,8 @@ def read_mask_file(path: Path | str, *, shape: tuple[int, int]) -> NDArray[np.bo
             msg = f"{path}: cannot read the mask ({_brief(err)}); save it with numpy.save"
             raise FrameReadError(msg) from None
     else:
-        data = read_frame(path, shape=shape).data
+        # HDF5: the shape picks the mask dataset; other files: the shape is checked below
+        data = read_frame(path, shape=shape if _is_hdf5(path) else None).data
     if data.shape != tuple(shape):
         msg = (
             f"{path}: mask of shape {data.shape} does not fit the detector's frames of "
@@ -441,9 +442,13 @@ def _as_int32(data: NDArray[Any]) -> NDArray[np.int32]:
     if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
         msg = "write_cbf writes counts: the frame holds non-integer or non-finite values"
         raise ValueError(msg)
-    info = np.iinfo(np.int32)
-    if array.size and (array.min() < info.min or array.max() > info.max):
-        msg = f"write_cbf writes int32 counts: values {array.min()}..{array.max()} overflow"
+    # fabio's byte-offset coder turns -2**31 into 0, so the int32 minimum is refused too
+    low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
+    if array.size and (array.min() < low or array.max() > high):
+        msg = (
+            f"write_cbf writes int32 counts in {low}..{high}: "
+            f"values {array.min()}..{array.max()} overflow"
+        )
         raise ValueError(msg)
     return array.astype(np.int32)
 

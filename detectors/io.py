@@ -89,7 +89,7 @@ _POSITION_KEYS = ("position_index", "position")
 _DATE_FORMATS = ("%a %b %d %H:%M:%S %Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S")
 
 # Groups next to a frame dataset where BLISS and LIMA keep per-frame and scan values.
-_H5_META_GROUPS = (".", "measurement", "acquisition", "acq_parameters", "parameters")
+_H5_META_GROUPS = ("measurement", "acquisition", "acq_parameters", "parameters")
 _H5_PREFERRED = re.compile(r"(^|/)measurement/[^/]+$|(^|/)instrument/[^/]+/data$")
 
 
@@ -698,17 +698,16 @@ class _H5Stack:
     def metadata(self, index: int) -> FrameMeta:
         """Metadata of one frame, reading one element of each per-frame dataset."""
         values = {}
-        for field, names in _H5_FIELDS.items():
-            item = self._lookup(names)
+        for field, item in self._metadata_datasets().items():
             values[field] = None if item is None else _h5_number(item, index, self.n_frames)
         return _h5_meta(self.path, index, values)
 
     def all_metadata(self) -> list[FrameMeta]:
         """Metadata of every frame, reading each per-frame dataset once."""
-        columns: dict[str, NDArray[np.float64] | None] = {}
-        for field, names in _H5_FIELDS.items():
-            item = self._lookup(names)
-            columns[field] = None if item is None else _h5_column(item, self.n_frames)
+        columns = {
+            field: None if item is None else _h5_column(item, self.n_frames)
+            for field, item in self._metadata_datasets().items()
+        }
         return [
             _h5_meta(
                 self.path, i, {k: None if v is None else float(v[i]) for k, v in columns.items()}
@@ -716,24 +715,38 @@ class _H5Stack:
             for i in range(self.n_frames)
         ]
 
-    def _lookup(self, names: tuple[str, ...]) -> h5py.Dataset | None:
-        """The nearest numeric dataset with one of `names`, searched up from the frames."""
-        fh = self.dataset.file
+    def _metadata_datasets(self) -> dict[str, h5py.Dataset | None]:
+        """For each metadata field, the nearest numeric dataset holding it, or None.
+
+        Searched up from the frames' group(s): in each group and its ``measurement``,
+        ``acquisition``, ``acq_parameters`` and ``parameters`` subgroups. Member names are
+        listed once per group, so a read costs a few h5py calls, not one per name tried.
+        """
+        places: list[tuple[h5py.Group, set[str]]] = []
         for anchor in self.anchors:
-            group = _h5_get(fh, anchor.rsplit("/", 1)[0] or "/")
+            group = _h5_get(self.dataset.file, anchor.rsplit("/", 1)[0] or "/")
             while isinstance(group, h5py.Group):
+                members = set(group)
+                places.append((group, members))
                 for sub in _H5_META_GROUPS:
-                    place = group if sub == "." else _h5_get(group, sub)
-                    if not isinstance(place, h5py.Group):
-                        continue
-                    for name in names:
-                        item = _h5_get(place, name)
-                        if isinstance(item, h5py.Dataset) and item.dtype.kind in "iuf":
-                            return item
+                    place = _h5_get(group, sub) if sub in members else None
+                    if isinstance(place, h5py.Group):
+                        places.append((place, set(place)))
                 if group.name == "/":
                     break
                 group = group.parent
-        return None
+        found: dict[str, h5py.Dataset | None] = {}
+        for field, names in _H5_FIELDS.items():
+            found[field] = None
+            for place, members in places:
+                items = [_h5_get(place, name) for name in names if name in members]
+                numeric = [
+                    i for i in items if isinstance(i, h5py.Dataset) and i.dtype.kind in "iuf"
+                ]
+                if numeric:
+                    found[field] = numeric[0]
+                    break
+        return found
 
 
 # Per-frame fields and the dataset names that hold them (BLISS first, then LIMA).

@@ -561,7 +561,7 @@ def _header_meta(path: Path, index: int, header: dict[str, Any]) -> FrameMeta:
         epoch_s=epoch,
         exposure_s=exposure,
         period_s=period,
-        position=None if position is None else int(position),
+        position=_position_index(position),
     )
 
 
@@ -621,6 +621,13 @@ def _keyed_number(
         if np.isfinite(value) and (minimum is None or value >= minimum):
             return value
     return None
+
+
+def _position_index(value: float | None) -> int | None:
+    """A sample-position index: a whole number >= 0 (a motor position is not one)."""
+    if value is None or not (np.isfinite(value) and value >= 0 and float(value).is_integer()):
+        return None
+    return int(value)
 
 
 def _epoch_of(stamp: datetime) -> float:
@@ -755,7 +762,7 @@ _H5_FIELDS: dict[str, tuple[str, ...]] = {
     "exposure_s": _EXPOSURE_KEYS,
     "period_s": _PERIOD_KEYS,
     "latency_s": _LATENCY_KEYS,
-    "position": _POSITION_KEYS,
+    "position": ("position_index",),  # "position" in HDF5 is usually a motor, in mm
 }
 
 
@@ -773,7 +780,7 @@ def _h5_meta(path: Path, index: int, values: dict[str, float | None]) -> FrameMe
         epoch_s=epoch,
         exposure_s=exposure,
         period_s=period,
-        position=None if position is None or not np.isfinite(position) else int(position),
+        position=_position_index(position),
     )
 
 

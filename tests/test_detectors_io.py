@@ -211,8 +211,11 @@ def test_edf_date_string_and_relative_times(tmp_path):
     EdfImage(data=np.zeros((3, 4), dtype=np.uint16), header=header).write(str(path))
     assert read_frame(path).meta.epoch_s == START_EPOCH_S
     path = tmp_path / "b.edf"
-    EdfImage(data=np.zeros((3, 4)), header={"time_of_frame": "4.0"}).write(str(path))
-    assert read_frame(path).meta.epoch_s is None  # 4 s after an unknown start is no stamp
+    header = {"time_of_frame": "4.0", "position": "2.35"}
+    EdfImage(data=np.zeros((3, 4)), header=header).write(str(path))
+    meta = read_frame(path).meta
+    assert meta.epoch_s is None  # 4 s after an unknown start is no stamp
+    assert meta.position is None  # a motor position, not a position index
 
 
 def test_multi_frame_edf(tmp_path):
@@ -300,6 +303,7 @@ def bliss_file(path, n=4):
         det["acq_parameters/acq_expo_time"] = 9.99
         det["acq_parameters/acq_latency_time"] = 0.01
         scan["instrument/positioners/sy"] = np.linspace(0, 4, n)
+        scan["measurement/position"] = np.linspace(0.5, 3.5, n)  # a motor, not an index
         scan["measurement/pilatus"] = h5py.SoftLink("/1.1/instrument/pilatus/data")
         scan["measurement/epoch"] = START_EPOCH_S + 10.0 * np.arange(n)
         scan["measurement/elapsed_time"] = 10.0 * np.arange(n)

@@ -42,7 +42,7 @@ from detectors.io import FrameRef, list_frames, read_mask_file
 from detectors.pilatus import canonical_detector_name, static_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
-from pipeline.timeseries import COLUMNS, SeriesRow
+from pipeline.timeseries import COLUMNS, SeriesRow, chronological
 
 #: Packages whose versions every output records.
 RECORDED_PACKAGES = ("insitu-gixs", "numpy", "scipy", "pyFAI", "fabio", "lmfit", "h5py")
@@ -168,11 +168,11 @@ def load_chunk(path: Path) -> Chunk | None:
 
 
 def write_csv(path: Path, rows: Iterable[SeriesRow]) -> None:
-    """Write summary.csv: one row per frame, the columns of :data:`COLUMNS`."""
+    """Write summary.csv: one row per frame in time order, the columns of :data:`COLUMNS`."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
-        for row in rows:
+        for row in chronological(rows):
             writer.writerow(_csv_value(v) for v in row.as_record().values())
 
 
@@ -228,8 +228,9 @@ def write_nexus(
         for kind, kind_results in results.items():
             _write_cuts(entry, f"{kind}_cuts", kind_results, times[kind], plans[kind])
         summary = _group(entry, "summary", "NXcollection")
+        records = [row.as_record() for row in chronological(rows)]
         for name in COLUMNS:
-            values = [row.as_record()[name] for row in rows]
+            values = [record[name] for record in records]
             if name in ("detector", "file", "symmetry", "flags"):
                 summary[name] = np.array([str(v) for v in values], dtype=h5py.string_dtype())
             else:

@@ -155,7 +155,7 @@ def build_rows(
     period_s: Mapping[Kind, float | None],
     base_dir: Path | None = None,
 ) -> list[SeriesRow]:
-    """One row per frame, both detectors, sorted by time then detector.
+    """One row per frame: each detector's frames in acquisition order, detector by detector.
 
     Parameters
     ----------
@@ -178,6 +178,11 @@ def build_rows(
         times, from_order = frame_times_s(kind_results, t0_epoch_s=t0, period_s=period_s.get(kind))
         for time_s, result in zip(times, kind_results, strict=True):
             rows.append(row_from_result(result, time_s, base_dir=base_dir, from_order=from_order))
+    return rows
+
+
+def chronological(rows: Sequence[SeriesRow]) -> list[SeriesRow]:
+    """Rows sorted by time, then detector (rows without a time last, in their order)."""
     return sorted(rows, key=lambda r: (math.inf if math.isnan(r.time_s) else r.time_s, r.detector))
 
 

@@ -220,3 +220,23 @@ def _no_frames_h5(tmp_path: Path) -> Path:
     with h5py.File(path, "w") as fh:
         fh["entry/notes"] = np.arange(3)
     return path
+
+
+def test_time_axis_follows_headers_when_file_names_do_not(demo, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(demo.parent, run)
+    first, last = run / "gisaxs" / "gisaxs_00000.cbf", run / "gisaxs" / "gisaxs_00011.cbf"
+    swap = run / "gisaxs" / "swap.cbf"
+    first.rename(swap)
+    last.rename(first)
+    swap.rename(last)  # now the name order is not the time order
+    out = reduce_run(load_config(run / "demo.toml"), tmp_path / "o", progress=False, now=NOW)
+    rows = read_csv(out.csv)
+    times = [float(r["time_s"]) for r in rows]
+    assert times == sorted(times)
+    by_time = {float(r["time_s"]): r for r in rows if r["detector"] == "gisaxs"}
+    with h5py.File(out.nexus) as fh:
+        group = fh["entry/first_rod"]
+        for time_s, symmetry in zip(group["time"][()], group["symmetry"][()], strict=True):
+            assert by_time[time_s]["symmetry"] == symmetry.decode()
+        assert group["time"][0] == 110.0  # gisaxs_00000.cbf now holds the frame taken at 110 s

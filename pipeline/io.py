@@ -167,7 +167,7 @@ def load_chunk(path: Path) -> Chunk | None:
     return chunk if version == _package_version() and isinstance(chunk, Chunk) else None
 
 
-def write_csv(path: Path, rows: Iterable[SeriesRow]) -> None:
+def write_csv(path: Path, rows: Sequence[SeriesRow]) -> None:
     """Write summary.csv: one row per frame in time order, the columns of :data:`COLUMNS`."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

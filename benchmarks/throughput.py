@@ -37,7 +37,7 @@ def main() -> None:
     for settings in config.detectors:
         kind = settings.kind
         plan = load_plan(settings, config)
-        refs = expand_frames(settings) * args.repeat
+        refs = expand_frames(settings, shape=plan.geometry.detector.shape) * args.repeat
         shape = plan.geometry.detector.shape
         read_s, reduce_s = [], []
         for _ in range(args.trials):

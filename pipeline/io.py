@@ -72,7 +72,9 @@ def load_config(path: Path) -> Config:
     return Config(config.detectors, config.scherrer, source=path.resolve(), text=text)
 
 
-def expand_frames(settings: DetectorSettings) -> list[FrameRef]:
+def expand_frames(
+    settings: DetectorSettings, *, shape: tuple[int, int] | None = None
+) -> list[FrameRef]:
     """Every frame of a detector's globs, in file-name order then frame order.
 
     A file whose frames cannot be listed (an unreadable HDF5 file, say) is kept as one
@@ -91,7 +93,7 @@ def expand_frames(settings: DetectorSettings) -> list[FrameRef]:
             raise ConfigError(msg)
         for name in paths:
             try:
-                refs.extend(list_frames(Path(name), h5_dataset=settings.h5_dataset))
+                refs.extend(list_frames(Path(name), shape=shape, h5_dataset=settings.h5_dataset))
             except FrameReadError:
                 refs.append(FrameRef(Path(name), 0, settings.h5_dataset))
     return refs

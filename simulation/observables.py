@@ -466,10 +466,16 @@ class RodSettings:
         Peaks are searched in S(q) smoothed by a Gaussian of this fraction of
         4 pi / L_box: the ripples of period 4 pi / L_box that the finite periodic box adds
         around every peak then drop out. The fit uses the raw S(q).
-    min_relative_prominence : float
-        A peak counts when its prominence is at least this fraction of the first rod's.
     min_prominence : float
-        ... and at least this absolute prominence in S (fluid wiggles stay out).
+        Smallest prominence in S of the first rod: the wiggles of a fluid stay out.
+    min_relative_prominence : float
+        q2 and q3 count when their prominence is at least this fraction of the first
+        rod's ...
+    min_later_prominence : float
+        ... and at least this absolute prominence in S. It is lower than
+        ``min_prominence`` because the higher rods of a thermal crystal are weaker (the
+        (11) rod of a square lattice of N = 256 reaches a prominence of only ~1), yet above
+        the ~0.2 that noise reaches in one N = 256 ideal-gas S(q).
     window_fraction : float
         Each peak is fitted over +- this fraction of its position (clipped halfway to its
         neighbours).
@@ -477,19 +483,23 @@ class RodSettings:
 
     q_search_min_per_L: float = 3.0
     smoothing_fraction: float = 0.5
-    min_relative_prominence: float = 0.1
     min_prominence: float = 1.0
+    min_relative_prominence: float = 0.1
+    min_later_prominence: float = 0.3
     window_fraction: float = 0.08
 
     def __post_init__(self) -> None:
         if not (
             self.q_search_min_per_L >= 0
             and self.smoothing_fraction >= 0
+            and 0 < self.min_later_prominence <= self.min_prominence
+            and 0 <= self.min_relative_prominence
             and 0 < self.window_fraction < 0.5
         ):
             msg = (
-                "RodSettings needs q_search_min_per_L >= 0, smoothing_fraction >= 0 and "
-                "0 < window_fraction < 0.5"
+                "RodSettings needs q_search_min_per_L >= 0, smoothing_fraction >= 0, "
+                "0 < min_later_prominence <= min_prominence, min_relative_prominence >= 0 "
+                f"and 0 < window_fraction < 0.5; got {self!r}"
             )
             raise SimulationError(msg)
 
@@ -569,10 +579,12 @@ def rods_per_nm(
 def fit_rods(sq: StructureFactor, *, settings: RodSettings | None = None) -> Rods:
     """Find and fit the first three peaks of S(q) with lmfit pseudo-Voigt profiles.
 
-    q1 is the highest peak (of the smoothed S(q)) above ``q_search_min_per_L``; q2 and q3
-    are the next peaks above it whose prominence reaches ``min_relative_prominence`` of
-    q1's (and ``min_prominence``). Each is fitted alone with a pseudo-Voigt plus a line over a
-    window of +- ``window_fraction`` of its position.
+    q1 is the first peak (of the smoothed S(q)) above ``q_search_min_per_L`` with a
+    prominence of at least ``min_prominence`` (not the highest: a strained crystal's (20)
+    rod can outgrow its (10)); q2 and q3 are the next peaks above it whose prominence
+    reaches ``min_relative_prominence`` of q1's and ``min_later_prominence``. Each is
+    fitted alone with a pseudo-Voigt plus a line over a window of +- ``window_fraction``
+    of its position.
 
     Parameters
     ----------
@@ -606,17 +618,17 @@ def fit_rods(sq: StructureFactor, *, settings: RodSettings | None = None) -> Rod
     dq = float(q[1] - q[0])
     sigma_per_L = cfg.smoothing_fraction * sq.q_min_valid_per_L
     smooth = gaussian_filter1d(s, sigma_per_L / dq) if sigma_per_L > dq / 4 else s
-    peaks, props = find_peaks(smooth, prominence=cfg.min_prominence)
-    if peaks.size == 0:
+    # candidates down to the weaker floor of the higher rods: a single find_peaks at
+    # min_prominence dropped the (11) rod of thermal square crystals and took (20) as q2
+    peaks, props = find_peaks(smooth, prominence=cfg.min_later_prominence)
+    prominences = props["prominences"]
+    strong = np.flatnonzero(prominences >= cfg.min_prominence)
+    if strong.size == 0:
         msg = f"no peak of S(q) with prominence >= {cfg.min_prominence} above q = {q[0]:.2f}/L"
         return Rods(nan3, nan3.copy(), ok=False, message=msg)
-    first = int(np.argmax(smooth[peaks]))
-    prominences = props["prominences"]
-    keep = [first] + [
-        i
-        for i in range(first + 1, peaks.size)
-        if prominences[i] >= cfg.min_relative_prominence * prominences[first]
-    ]
+    first = int(strong[0])
+    floor = max(cfg.min_later_prominence, cfg.min_relative_prominence * prominences[first])
+    keep = [first] + [i for i in range(first + 1, peaks.size) if prominences[i] >= floor]
     chosen = peaks[keep[:3]]
     centres = nan3.copy()
     errors = nan3.copy()

@@ -40,8 +40,10 @@ def square_run():
 
 @pytest.fixture(scope="module")
 def hexagonal_run():
+    # spacing 1.22 L puts its q1 at the measured hexagonal 0.80 nm^-1 with the contact distance
+    # of the comparison test (7.42 nm per L)
     return lattice_run(
-        *hexagonal_lattice(16, 18, 1.1, noise_L=0.03, rng=2), patch_ratio=0.8, eps_kT=6
+        *hexagonal_lattice(16, 18, 1.22, noise_L=0.03, rng=2), patch_ratio=0.8, eps_kT=6
     )
 
 

@@ -11,6 +11,7 @@ from simulation.observables import (
     SQRT2,
     SQRT3,
     ClassificationSettings,
+    RodSettings,
     StructureFactor,
     bond_order,
     classify,
@@ -235,3 +236,33 @@ def test_measure_state_scalars():
 def _drop_angles(lattice):
     positions, _, box = lattice
     return positions, box
+
+
+@pytest.mark.parametrize(
+    ("lattice", "ratio"), [("square", SQRT2), ("hexagonal", SQRT3)], ids=["square", "hexagonal"]
+)
+@pytest.mark.parametrize("rng", [1, 2])
+def test_second_rod_of_a_thermal_crystal_of_256_is_found(lattice, ratio, rng):
+    # N = 256 with 0.12 L of thermal noise, as an engine run at eps = 6 kT: the second rod
+    # is then weaker than the first rod's absolute prominence floor (1 in S), and dropping
+    # it made q2 the third rod (the hexagonal case gave no q2 at all)
+    if lattice == "square":
+        positions, _, box = square_lattice(16, 1.11, noise_L=0.12, rng=rng)
+    else:
+        positions, _, box = hexagonal_lattice(16, 16, 1.15, noise_L=0.12, rng=rng)
+    rods = fit_rods(structure_factor(positions, box))
+    assert rods.ok
+    assert rods.ratio_q2_q1 == pytest.approx(ratio, rel=0.03)
+
+
+def test_q1_is_the_first_strong_peak_not_the_highest():
+    q = np.linspace(3, 14, 600)
+    s = 1 + 2 * np.exp(-((q - 5.2) ** 2) / 0.02) + 3 * np.exp(-((q - 11.6) ** 2) / 0.02)
+    rods = fit_rods(StructureFactor(q, s, q_min_valid_per_L=0.2))
+    assert rods.q_per_L[0] == pytest.approx(5.2, abs=0.01)
+    assert rods.q_per_L[1] == pytest.approx(11.6, abs=0.01)
+
+
+def test_rod_settings_are_validated():
+    with pytest.raises(SimulationError, match="min_later_prominence"):
+        RodSettings(min_later_prominence=2.0)

@@ -256,12 +256,17 @@ def plan_cut(
 
 
 def integrate_cut(
-    plan: CutPlan, data: NDArray[np.generic], *, dynamic_mask: NDArray[np.bool_] | None = None
+    plan: CutPlan,
+    data: NDArray[np.generic],
+    *,
+    dynamic_mask: NDArray[np.bool_] | None = None,
+    saturation_counts: float | None = None,
 ) -> QCut:
     """Integrate one frame along q_par through the plan's q_perp band.
 
-    Negative pixels (Pilatus writes -1 and -2 in gaps and dead pixels), non-finite pixels and
-    those True in `dynamic_mask` are left out of this frame only.
+    Negative pixels (Pilatus writes -1 and -2 in gaps and dead pixels), non-finite pixels,
+    pixels at or above `saturation_counts` and those True in `dynamic_mask` are left out of
+    this frame only. Only the band's pixels are tested.
 
     Parameters
     ----------
@@ -270,7 +275,9 @@ def integrate_cut(
     data : ndarray of shape (rows, cols)
         The frame, in counts.
     dynamic_mask : ndarray of bool, shape (rows, cols), or None
-        True for pixels to leave out of this frame (saturated, hot).
+        True for pixels to leave out of this frame (hot pixels, say).
+    saturation_counts : float or None
+        Counts at or above which a pixel is saturated and left out (None: no limit).
 
     Returns
     -------
@@ -300,6 +307,8 @@ def integrate_cut(
     valid = values >= 0
     if values.dtype.kind in "fc":
         valid &= np.isfinite(values)
+    if saturation_counts is not None:
+        valid &= values < saturation_counts
     if dynamic_mask is not None:
         _check_shape(dynamic_mask, plan.frame_shape, "dynamic_mask")
         valid &= ~np.asarray(dynamic_mask, dtype=bool).reshape(-1)[plan.pixel_index]

@@ -2,9 +2,9 @@
 
 Everything that depends only on the geometry (q maps, the band's sparse cut matrices,
 the static mask, the fit settings, the instrumental width) is built once by
-:func:`plan_reduction`; :func:`reduce_frame` then does only per-frame work: the dynamic mask,
-two sparse mat-vecs, the fits and the Scherrer arithmetic. Batch, live and scripted use
-all stand on these two calls.
+:func:`plan_reduction`; :func:`reduce_frame` then does only per-frame work: the band's
+negative and saturated pixels, two sparse mat-vecs, the fits and the Scherrer arithmetic.
+Batch, live and scripted use all stand on these two calls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from calibration.geometry import GIGeometry, QMaps
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
-from detectors.pilatus import frame_mask
+from detectors.pilatus import SATURATION_COUNTS
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
@@ -216,7 +216,9 @@ def reduce_frame(
         Never raises for a frame that was read: a failed fit is a flagged result.
     """
     data = frame.data
-    cut = integrate_cut(plan.cut, data, dynamic_mask=frame_mask(data, plan.static_mask))
+    # gaps and the user mask are in the plan; negative and saturated pixels of this frame
+    # are tested on the band's pixels only
+    cut = integrate_cut(plan.cut, data, saturation_counts=SATURATION_COUNTS)
     meta = frame.meta
     common = {
         "kind": plan.kind,

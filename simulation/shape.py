@@ -335,15 +335,8 @@ def overlaps_many(
     ndarray of bool, shape (M,)
         Overlap of each pair.
     """
-    arrays = [
-        np.ascontiguousarray(a, dtype=np.float64).ravel()
-        for a in (dx_L, dy_L, theta1_rad, theta2_rad)
-    ]
-    if len({a.size for a in arrays}) != 1:
-        msg = f"overlaps_many: the four arrays must have one length, got {[a.size for a in arrays]}"
-        raise SimulationError(msg)
-    dx, dy, t1, t2 = arrays
-    return _kernels.overlaps_array(dx, dy, t1, t2, shape._geometry())
+    pairs = _pair_arrays("overlaps_many", dx_L, dy_L, theta1_rad, theta2_rad)
+    return _kernels.overlaps_array(*pairs, shape._geometry())
 
 
 def patch_bonds(
@@ -416,13 +409,17 @@ def patch_bonds_many(
     ndarray of int64, shape (M,)
         Bonds of each pair.
     """
-    arrays = [
-        np.ascontiguousarray(a, dtype=np.float64).ravel()
-        for a in (dx_L, dy_L, theta1_rad, theta2_rad)
-    ]
-    if len({a.size for a in arrays}) != 1:
-        sizes = [a.size for a in arrays]
-        msg = f"patch_bonds_many: the four arrays must have one length, got {sizes}"
+    pairs = _pair_arrays("patch_bonds_many", dx_L, dy_L, theta1_rad, theta2_rad)
+    return _kernels.bonds_array(*pairs, shape._geometry(patches))
+
+
+def _pair_arrays(
+    caller: str, *arrays: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """The four pair arrays (dx, dy, theta1, theta2) as flat float64, checked for one length."""
+    flat = [np.ascontiguousarray(a, dtype=np.float64).ravel() for a in arrays]
+    if len({a.size for a in flat}) != 1:
+        msg = f"{caller}: the four arrays must have one length, got {[a.size for a in flat]}"
         raise SimulationError(msg)
-    dx, dy, t1, t2 = arrays
-    return _kernels.bonds_array(dx, dy, t1, t2, shape._geometry(patches))
+    dx, dy, t1, t2 = flat
+    return dx, dy, t1, t2

@@ -240,3 +240,25 @@ def test_time_axis_follows_headers_when_file_names_do_not(demo, tmp_path):
         for time_s, symmetry in zip(group["time"][()], group["symmetry"][()], strict=True):
             assert by_time[time_s]["symmetry"] == symmetry.decode()
         assert group["time"][0] == 110.0  # gisaxs_00000.cbf now holds the frame taken at 110 s
+
+
+def test_saturated_pixels_of_a_frame_are_left_out(demo):
+    from dataclasses import replace
+
+    from detectors.io import read_frame
+    from detectors.pilatus import SATURATION_COUNTS
+    from pipeline.io import expand_frames, load_plan
+    from pipeline.reduce import reduce_frame
+
+    config = load_config(demo)
+    settings = config.settings("gisaxs")
+    plan = load_plan(settings, config)
+    frame = read_frame(expand_frames(settings)[-1], shape=plan.geometry.detector.shape)
+    clean = reduce_frame(frame, plan)
+    data = frame.data.copy()
+    band = plan.cut.pixel_index[::7]  # every 7th pixel of the cut saturates
+    data.reshape(-1)[band] = SATURATION_COUNTS
+    hit = reduce_frame(replace(frame, data=data), plan)
+    assert np.nanmax(hit.intensity) < 2 * np.nanmax(clean.intensity)
+    assert hit.rod is not None
+    assert hit.rod.symmetry == clean.rod.symmetry

@@ -235,6 +235,9 @@ def test_bad_pixels_of_a_frame_do_not_bias_the_cut(gisaxs):
     biased = integrate_cut(plan, frame)
     assert np.nanmax(biased.intensity) > 1000  # saturated pixels must be masked dynamically
     cut = integrate_cut(plan, frame, dynamic_mask=frame >= SATURATED)
+    by_limit = integrate_cut(plan, frame, saturation_counts=SATURATED)
+    np.testing.assert_array_equal(by_limit.intensity, cut.intensity)
+    np.testing.assert_array_equal(by_limit.n_pixels, cut.n_pixels)
     has_pixels = cut.n_pixels > 0
     np.testing.assert_allclose(cut.intensity[has_pixels], 40.0, rtol=1e-9)
     # a bin whose pixels are all bad this frame is NaN, not zero

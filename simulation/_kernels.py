@@ -393,7 +393,9 @@ P_ANISO = 7  # 1.0 for anisotropic volume moves too
 P_CLUSTER_EVERY = 8  # sweeps between cluster rounds (0: none)
 P_N_CLUSTER = 9  # cluster moves per round
 P_VOLUME_EVERY = 10  # sweeps between volume moves
-P_SIZE = 11
+P_CLUSTER_MAX = 11  # largest cluster moved; a bigger one is rejected while it grows
+P_CLUSTER_DRAG = 12  # 1.0: a cluster of s members moves with probability 1 / s
+P_SIZE = 13
 
 # per-sweep statistics columns
 S_T_ATT = 0
@@ -700,10 +702,19 @@ def _cluster_phase(
     g: NDArray[np.float64],
     dct: float,
     dcr: float,
+    max_size: int,
+    drag: bool,
     st: np.uint64,
     out: NDArray[np.int64],
 ) -> None:
-    """Bond-linked rigid cluster moves; out = (attempted, accepted, size sum, bond change)."""
+    """Bond-linked rigid cluster moves; out = (attempted, accepted, size sum, bond change).
+
+    A cluster that grows beyond its cap is rejected at once. The cap is `max_size`, or with
+    `drag` the smaller of it and ``floor(1 / u)`` for u uniform in (0, 1), drawn per move, so
+    that a cluster of s members moves with probability 1 / s, like a Stokes drag (Whitelam
+    and Geissler, J. Chem. Phys. 127, 154101 (2007)). The reverse move builds the same
+    cluster, so the cap keeps detailed balance; it also bounds the cost of a move.
+    """
     n = x.size
     eps = g[G_EPS]
     ncell = ncx * ncy
@@ -733,9 +744,14 @@ def _cluster_phase(
         members[0] = i0
         ux[i0] = x[i0]
         uy[i0] = y[i0]
+        cap = max_size
+        if drag:
+            st, u = uniform(st)
+            if u * max_size > 1.0:
+                cap = int(1.0 / u)
         size = 1
         top = 0
-        while top < size:
+        while top < size and size <= cap:
             i = members[top]
             top += 1
             c = cell[i]
@@ -760,6 +776,8 @@ def _cluster_phase(
                                     size += 1
                         j = nxt[j]
         out[2] += size
+        if size > cap:
+            continue
         nb_old = 0
         for k in range(size):
             i = members[k]
@@ -1128,7 +1146,8 @@ def run_sweeps(
             cout = np.zeros(4, dtype=np.int64)
             _cluster_phase(
                 int(prm[P_N_CLUSTER]), x, y, th, co, si, lx, ly, sx, sy, ncx, ncy, cell_of, g,
-                prm[P_DCT], prm[P_DCR], stream(seed, s, 5, 0), cout,
+                prm[P_DCT], prm[P_DCR], int(prm[P_CLUSTER_MAX]), prm[P_CLUSTER_DRAG] > 0.0,
+                stream(seed, s, 5, 0), cout,
             )  # fmt: skip
             row[S_C_ATT] = cout[0]
             row[S_C_ACC] = cout[1]

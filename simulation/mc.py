@@ -174,6 +174,13 @@ class MCSettings:
         hard particles, where every cluster is one particle).
     cluster_moves_per_particle : float
         Cluster moves per round, as a fraction of N (at least one).
+    cluster_max_size : int or None
+        Largest cluster that a cluster move may move (>= 1); a bigger one is rejected as it
+        grows, which keeps detailed balance and bounds the cost of a move. None: no cap.
+    cluster_drag : bool
+        Move a cluster of s members with probability 1 / s (a cap drawn per move), so that
+        big aggregates diffuse more slowly, as under a Stokes drag, and a move costs about
+        ln s instead of s particle scans.
     cluster_translation_L, cluster_rotation_rad : float
         Initial maximal cluster displacement (L) and rotation (rad; divided by the
         cluster's radius of gyration in L when that is above 1).
@@ -198,6 +205,8 @@ class MCSettings:
     rotation_step_rad: float = 0.1
     cluster_move_every: int = 1
     cluster_moves_per_particle: float = 1.0 / 16.0
+    cluster_max_size: int | None = None
+    cluster_drag: bool = True
     cluster_translation_L: float = 0.2
     cluster_rotation_rad: float = 0.1
     volume_move_every: int = 1
@@ -225,6 +234,11 @@ class MCSettings:
             if getattr(self, name) < 0:
                 msg = f"MCSettings: {name} must be >= 0, got {getattr(self, name)!r}"
                 raise SimulationError(msg)
+        if self.cluster_max_size is not None and self.cluster_max_size < 1:
+            msg = (
+                f"MCSettings: cluster_max_size must be >= 1 or None, got {self.cluster_max_size!r}"
+            )
+            raise SimulationError(msg)
         if self.volume_move_every < 1:
             msg = f"MCSettings: volume_move_every must be >= 1, got {self.volume_move_every!r}"
             raise SimulationError(msg)
@@ -557,6 +571,8 @@ def run_mc(
     prm[k.P_ANISO] = 1.0 if settings.anisotropic_volume else 0.0
     prm[k.P_CLUSTER_EVERY] = settings.cluster_move_every
     prm[k.P_N_CLUSTER] = max(1, math.ceil(settings.cluster_moves_per_particle * n))
+    prm[k.P_CLUSTER_MAX] = n if settings.cluster_max_size is None else settings.cluster_max_size
+    prm[k.P_CLUSTER_DRAG] = 1.0 if settings.cluster_drag else 0.0
     prm[k.P_VOLUME_EVERY] = settings.volume_move_every
     tune_until = min(settings.tune_sweeps, n_sweeps)
     progress_every = max(100, record_every)

@@ -59,7 +59,8 @@ def _two_particle_bond_probability(model: MCModel, box_L: float, eps_kT: float) 
     return weight_bonded / (weight_bonded + weight_free)
 
 
-def test_cluster_moves_keep_detailed_balance_on_two_particles():
+@pytest.mark.parametrize("drag", [True, False])
+def test_cluster_moves_keep_detailed_balance_on_two_particles(drag):
     # Cluster moves make or break bonds without a Boltzmann test (the link probability
     # 1 - exp(-eps) cancels it); a wrong link rule shifts P(bonded) far beyond the errors.
     eps, box = 4.0, 4.8
@@ -74,15 +75,30 @@ def test_cluster_moves_keep_detailed_balance_on_two_particles():
         cluster_rotation_rad=0.6,
         translation_step_L=0.05,
         rotation_step_rad=0.05,
+        cluster_drag=drag,  # with drag a bonded pair moves half of the times it is drawn
     )
     result = run_mc(start, model, 150_000, settings=settings, rng=5)
-    assert result.acceptance["cluster"] > 0.5
+    assert result.acceptance["cluster"] > (0.3 if drag else 0.5)
     assert np.nanmean(result.records.mean_cluster_size) > 1.1  # bonded pairs move together
     bonded = (result.records.n_bonds > 0).astype(float)
     mean, err = _block_mean_and_error(bonded)
     chi2 = (mean - exact) ** 2 / (err**2 + 1e-6)  # 1e-6: variance of the integrated reference
     assert 0.2 < exact < 0.6
     assert chi2 < stats.chi2.ppf(0.999, df=1), (mean, err, exact)
+
+
+@pytest.mark.parametrize(("cap", "moves"), [(1, False), (2, True)])
+def test_a_cluster_above_its_size_cap_is_never_moved(cap, moves):
+    # At eps = 30 kT the touching pair never breaks, so every cluster is the pair.
+    model = MCModel(patches=Patches(ratio=0.5, eps_kT=30.0))
+    start = MCState(np.array([[2.0, 2.0], [3.02, 2.0]]), np.zeros(2), np.array([6.0, 6.0]))
+    assert count_bonds(start, model) == 1
+    settings = MCSettings(
+        tune_sweeps=0, cluster_max_size=cap, cluster_drag=False, translation_step_L=0.01
+    )
+    result = run_mc(start, model, 300, settings=settings, rng=3)
+    assert (result.acceptance["cluster"] > 0.2) is moves
+    assert result.n_bonds == 1
 
 
 # ---------------------------------------------------------------- equation of state, fluid

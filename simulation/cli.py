@@ -110,6 +110,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run NPT at this pressure in kT/L^2 (default: NVT, as the study)",
     )
+    parser.add_argument(
+        "--corner-leg",
+        type=float,
+        default=0.1,
+        help="leg c of the corner cuts, in L (0.1: {100} facets of 0.8 L; 0.2929: regular octagon)",
+    )
     parser.add_argument("--sweeps", type=int, default=20000, help="MC sweeps (20000)")
     parser.add_argument(
         "--snapshot-every", type=int, default=None, help="sweeps between snapshots (sweeps/20)"
@@ -138,6 +144,7 @@ def _settings(args: argparse.Namespace, patch: float, eps: float) -> Any:
         eps_kT=eps,
         n_particles=args.n,
         packing_fraction=args.packing,
+        corner_leg_c=args.corner_leg,
         n_sweeps=args.sweeps,
         snapshot_every=snapshot_every,
         ensemble="NVT" if args.pressure is None else "NPT",

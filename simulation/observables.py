@@ -17,13 +17,19 @@ Bond order
     ``|mean_i psi_k(i)|`` and is near 1 only for one single-orientation crystal.
 
 Classification (thresholds in `ClassificationSettings`)
-    Each particle with at least 3 neighbours is labelled "square" if
-    psi4 >= 0.7 and psi4 >= psi6, "hexagonal" if psi6 >= 0.8 and psi6 > psi4,
-    "pseudo-hexagonal" if 0.55 <= psi6 < 0.8 and psi6 > psi4, otherwise (and with fewer
-    than 3 neighbours) "disordered". The configuration is "fluid" when fewer than 40 % of
-    its particles carry an ordered label, else it takes the most frequent ordered label.
-    A second ordered label held by at least 25 % of the ordered particles marks
-    coexistence.
+    A neighbour j is *coherent* in k-fold order with particle i when the phases of their
+    psi_k agree: ``Re(psi_k(i) psi_k(j)*) >= 0.7 |psi_k(i)| |psi_k(j)|`` (the crystal-
+    particle test of ten Wolde, Ruiz-Montero and Frenkel, J. Chem. Phys. 104, 9932 (1996),
+    in 2-D): in a crystal neighbours share the orientation of their bond star, in a dense
+    fluid they do not, though there each |psi6(i)| is ~0.65 too. A particle with at least
+    3 coherent neighbours in 4-fold order is labelled "square" if psi4 >= 0.7 and
+    psi4 >= psi6; one with at least 3 coherent neighbours in 6-fold order is "hexagonal" if
+    psi6 >= 0.8 and psi6 > psi4, "pseudo-hexagonal" if 0.55 <= psi6 < 0.8 and psi6 > psi4;
+    every other particle is "disordered". The configuration is "fluid" when fewer than
+    30 % of its particles carry an ordered label, else it takes the most frequent ordered
+    label.
+    In an ordered configuration, a second ordered label held by at least 25 % of the
+    ordered particles marks coexistence (a fluid's few ordered particles split at random).
 
 Structure factor
     The in-plane powder average S(q) = 1 + (1/N) sum_{i != j} J0(q r_ij), which is what a
@@ -102,7 +108,11 @@ class ClassificationSettings:
     r_max_L : float
         Neighbour cut-off distance, in particle edge lengths L.
     min_neighbours : int
-        Fewest neighbours for a particle to carry an ordered label.
+        Fewest coherent neighbours (see the module docstring) for a particle to carry an
+        ordered label.
+    coherence : float
+        Smallest ``Re(psi_k(i) psi_k(j)*) / (|psi_k(i)| |psi_k(j)|)`` of a coherent
+        neighbour j of i.
     square_psi4 : float
         Smallest |psi4| of a "square" particle.
     hexagonal_psi6 : float
@@ -118,10 +128,11 @@ class ClassificationSettings:
 
     r_max_L: float = 1.3
     min_neighbours: int = 3
+    coherence: float = 0.7
     square_psi4: float = 0.7
     hexagonal_psi6: float = 0.8
     pseudo_hexagonal_psi6: float = 0.55
-    min_ordered_fraction: float = 0.4
+    min_ordered_fraction: float = 0.3
     coexistence_fraction: float = 0.25
 
     def __post_init__(self) -> None:
@@ -136,6 +147,9 @@ class ClassificationSettings:
                 "need 0 < pseudo_hexagonal_psi6 <= hexagonal_psi6 <= 1, got "
                 f"{self.pseudo_hexagonal_psi6!r} and {self.hexagonal_psi6!r}"
             )
+            raise SimulationError(msg)
+        if not -1 <= self.coherence <= 1:
+            msg = f"coherence must be in [-1, 1], got {self.coherence!r}"
             raise SimulationError(msg)
         for name in ("square_psi4", "min_ordered_fraction", "coexistence_fraction"):
             value = getattr(self, name)
@@ -234,17 +248,23 @@ def bond_order(
         points, {"mode": "ball", "r_max": cfg.r_max_L, "exclude_ii": True}
     ).toNeighborList()
     n_neighbours = np.bincount(nlist.query_point_indices, minlength=len(points)).astype(np.int64)
+    i, j = nlist.query_point_indices, nlist.point_indices
     psi: dict[int, NDArray[np.complex128]] = {}
+    coherent: dict[int, NDArray[np.int64]] = {}
     for k in (4, 6):
         hexatic = freud.order.Hexatic(k=k)
         hexatic.compute((box, points), neighbors=nlist)
         values = np.asarray(hexatic.particle_order, dtype=np.complex128)
         psi[k] = np.where(n_neighbours > 0, np.nan_to_num(values), 0.0)
+        agree = np.real(psi[k][i] * np.conj(psi[k][j]))
+        norms = np.abs(psi[k][i]) * np.abs(psi[k][j])
+        hits = (norms > 0) & (agree >= cfg.coherence * norms)
+        coherent[k] = np.bincount(i, weights=hits, minlength=len(points)).astype(np.int64)
     return ParticleOrder(
         psi4=psi[4],
         psi6=psi[6],
         n_neighbours=n_neighbours,
-        label_codes=_label_particles(np.abs(psi[4]), np.abs(psi[6]), n_neighbours, cfg),
+        label_codes=_label_particles(np.abs(psi[4]), np.abs(psi[6]), coherent, cfg),
         r_max_L=cfg.r_max_L,
     )
 
@@ -252,14 +272,15 @@ def bond_order(
 def _label_particles(
     psi4_abs: NDArray[np.float64],
     psi6_abs: NDArray[np.float64],
-    n_neighbours: NDArray[np.int64],
+    coherent: dict[int, NDArray[np.int64]],
     cfg: ClassificationSettings,
 ) -> NDArray[np.int8]:
     """Integer label codes (see `PARTICLE_LABELS`) from the thresholds."""
     codes = np.zeros(psi4_abs.shape, dtype=np.int8)
-    enough = n_neighbours >= cfg.min_neighbours
-    square = enough & (psi4_abs >= cfg.square_psi4) & (psi4_abs >= psi6_abs)
-    six_fold = enough & (psi6_abs > psi4_abs)
+    square = (
+        (coherent[4] >= cfg.min_neighbours) & (psi4_abs >= cfg.square_psi4) & (psi4_abs >= psi6_abs)
+    )
+    six_fold = (coherent[6] >= cfg.min_neighbours) & (psi6_abs > psi4_abs)
     hexagonal = six_fold & (psi6_abs >= cfg.hexagonal_psi6)
     pseudo = six_fold & ~hexagonal & (psi6_abs >= cfg.pseudo_hexagonal_psi6)
     codes[square] = PARTICLE_LABELS.index("square")
@@ -279,7 +300,7 @@ class Classification:
     fraction_square, fraction_hexagonal, fraction_pseudo_hexagonal, fraction_disordered : float
         Fraction of all particles carrying each label.
     coexistence : bool
-        True when a second ordered label is held by at least
+        True when the phase is not "fluid" and a second ordered label is held by at least
         ``coexistence_fraction`` of the ordered particles.
     """
 
@@ -321,7 +342,7 @@ def classify(
     ranked = sorted(ordered, key=lambda label: ordered[label], reverse=True)
     phase: Phase = "fluid" if ordered_total < cfg.min_ordered_fraction else _PHASE_OF[ranked[0]]
     coexistence = (
-        ordered_total > 0 and ordered[ranked[1]] >= cfg.coexistence_fraction * ordered_total
+        phase != "fluid" and ordered[ranked[1]] >= cfg.coexistence_fraction * ordered_total
     )
     return Classification(
         phase=phase,

@@ -26,6 +26,7 @@ not hexagonal. The tests run small, short versions of the same state points.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -42,7 +43,15 @@ from tqdm import tqdm
 
 from detectors.errors import SimulationError
 from simulation import io
-from simulation.mc import MCModel, MCSettings, MCState, count_bonds, initial_state, run_mc
+from simulation.mc import (
+    MCModel,
+    MCSettings,
+    MCState,
+    check_box,
+    count_bonds,
+    fluid_start,
+    run_mc,
+)
 from simulation.observables import (
     ClassificationSettings,
     RodSettings,
@@ -60,6 +69,8 @@ from simulation.plots import (
 )
 from simulation.shape import Patches, TruncatedSquare, close_packed_fraction
 
+STUDY_CORNER_LEG_C = 0.1  # corner cut of the study runs, in L (see RunSettings)
+
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
@@ -74,8 +85,12 @@ class RunSettings:
     n_particles : int
         Number of particles N.
     packing_fraction : float
-        Packing fraction of the start (a square lattice of randomly turned particles, see
-        `simulation.mc.initial_state`; at most about 0.70), kept by NVT.
+        Packing fraction of the run (at most about 0.70), kept by NVT; the start is a
+        hard-particle fluid compressed to it (see `start_state`).
+    dilute_packing_fraction : float
+        Packing fraction of the dilute lattice start that is melted and compressed.
+    melt_sweeps : int
+        Hard-particle sweeps that melt the dilute lattice start.
     n_sweeps : int
         Monte Carlo sweeps (N single-particle trial moves each, plus cluster moves).
     snapshot_every : int
@@ -86,8 +101,11 @@ class RunSettings:
         NVT (the study) or NPT at ``pressure_kT_per_L2``.
     pressure_kT_per_L2 : float or None
         Reduced pressure ``P L^2 / kT`` for NPT.
-    corner_leg_c : float or None
-        Corner truncation of the particle, in L; None: the regular octagon.
+    corner_leg_c : float
+        Leg of the corner cuts of the particle, in L. The default, `STUDY_CORNER_LEG_C`,
+        is a slightly truncated cube (a {100} facet of 0.8 L) on which a patch longer than
+        L / 2 (Px/Fx > 0.625) bonds two staggered neighbours; the regular octagon
+        (``1 / (2 + sqrt 2)``, facets of 0.41 L) never lets a patch do so.
     depth_delta_L : float
         Patch depth delta, in L.
     seed : int
@@ -109,12 +127,14 @@ class RunSettings:
     eps_kT: float
     n_particles: int = 1024
     packing_fraction: float = 0.6
+    dilute_packing_fraction: float = 0.3
+    melt_sweeps: int = 1000
     n_sweeps: int = 20000
     snapshot_every: int = 1000
     record_every: int = 10
     ensemble: Literal["NVT", "NPT"] = "NVT"
     pressure_kT_per_L2: float | None = None
-    corner_leg_c: float | None = None
+    corner_leg_c: float = STUDY_CORNER_LEG_C
     depth_delta_L: float = 0.05
     seed: int = 0
     n_sq_snapshots: int = 3
@@ -133,6 +153,12 @@ class RunSettings:
             raise SimulationError(msg)
         if not 0 < self.packing_fraction < 1:
             msg = f"packing fraction must be in (0, 1), got {self.packing_fraction:g} (--packing)"
+            raise SimulationError(msg)
+        if not 0 < self.dilute_packing_fraction < 1 or self.melt_sweeps < 1:
+            msg = (
+                "dilute_packing_fraction must be in (0, 1) and melt_sweeps >= 1, got "
+                f"{self.dilute_packing_fraction:g} and {self.melt_sweeps}"
+            )
             raise SimulationError(msg)
         if self.n_sweeps < 1 or self.snapshot_every < 1 or self.record_every < 1:
             msg = (
@@ -157,11 +183,7 @@ class RunSettings:
 
     def model(self) -> MCModel:
         """The engine model (shape + patches); raises SimulationError on bad values."""
-        shape = (
-            TruncatedSquare(edge_L=1.0)
-            if self.corner_leg_c is None
-            else TruncatedSquare(edge_L=1.0, corner_leg_c=self.corner_leg_c)
-        )
+        shape = TruncatedSquare(edge_L=1.0, corner_leg_c=self.corner_leg_c)
         patches = Patches(self.patch_ratio, self.eps_kT, depth_delta_L=self.depth_delta_L)
         return MCModel(shape, patches)
 
@@ -171,19 +193,14 @@ class RunSettings:
             return MCSettings(ensemble="NPT", pressure_kT_per_L2=self.pressure_kT_per_L2)
         return MCSettings(ensemble="NVT")
 
-    def start_state(self) -> MCState:
-        """The start configuration, drawn from `seed`.
-
-        Returns
-        -------
-        MCState
+    def check(self) -> None:
+        """Refuse, before any sweep, a state point that cannot be started.
 
         Raises
         ------
         SimulationError
-            If the packing fraction is at or above close packing, too dense for the
-            lattice start, or the box is too small for N (fewer than 4 interaction ranges
-            a side).
+            If the packing fraction is at or above close packing of the particles, or the
+            box at that packing is too small for N (fewer than 4 interaction ranges a side).
         """
         model = self.model()
         limit = close_packed_fraction(model.shape)
@@ -193,11 +210,31 @@ class RunSettings:
                 f"({limit:.3f}) of these particles; start at <= 0.7 (--packing)"
             )
             raise SimulationError(msg)
-        return initial_state(
+        side = math.sqrt(self.n_particles * model.shape.area / self.packing_fraction)
+        check_box(np.array([side, side]), model)
+
+    def start_state(self) -> MCState:
+        """The start: a hard-particle fluid compressed from a dilute one, drawn from `seed`.
+
+        See `simulation.mc.fluid_start`; the patches are switched on afterwards.
+
+        Returns
+        -------
+        MCState
+
+        Raises
+        ------
+        SimulationError
+            As `check`.
+        """
+        self.check()
+        return fluid_start(
             self.n_particles,
             self.packing_fraction,
-            model,
-            rng=np.random.default_rng(self.seed),
+            self.model().shape,
+            rng=self.seed,
+            dilute_packing_fraction=self.dilute_packing_fraction,
+            melt_sweeps=self.melt_sweeps,
         )
 
 
@@ -489,7 +526,7 @@ def run_sweep(
         msg = f"state points must differ, got duplicates in {names}"
         raise SimulationError(msg)
     for point in grid:
-        point.start_state()
+        point.check()
     folder = Path(out_dir)
     paths = tuple(folder / f"{name}.h5" for name in names)
     todo = [s for s, p in zip(grid, paths, strict=True) if not io.is_complete_run(p)]

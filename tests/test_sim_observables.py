@@ -8,9 +8,11 @@ import pytest
 
 from detectors.errors import SimulationError
 from simulation.observables import (
+    PARTICLE_LABELS,
     SQRT2,
     SQRT3,
     ClassificationSettings,
+    ParticleOrder,
     RodSettings,
     StructureFactor,
     bond_order,
@@ -107,6 +109,20 @@ def test_half_square_half_gas_is_square_with_coexistence_flag_off():
     result = classify(bond_order(positions, np.array([40.0, 40.0])))
     assert result.phase == "square"
     assert result.fraction_square == pytest.approx(400 / 500, abs=0.05)
+    assert not result.coexistence
+
+
+def test_a_fluid_with_a_few_ordered_particles_of_two_kinds_is_not_coexistence():
+    # 15 % square and 10 % hexagonal particles: too few ordered ones for a phase, and the
+    # split between their labels must not flag coexistence (it did before)
+    codes = np.repeat(np.array([0, 1, 2], dtype=np.int8), [75, 15, 10])
+    labels = ("disordered", "square", "hexagonal")
+    assert [PARTICLE_LABELS[c] for c in (0, 1, 2)] == list(labels)
+    zeros = np.zeros(100, dtype=np.complex128)
+    order = ParticleOrder(zeros, zeros, np.full(100, 4, dtype=np.int64), codes, r_max_L=1.3)
+    result = classify(order)
+    assert result.phase == "fluid"
+    assert result.fraction_square == pytest.approx(0.15)
     assert not result.coexistence
 
 

@@ -310,80 +310,73 @@ def plot_comparison(measured: MeasuredRods, comparison: Comparison) -> Figure:
     return figure
 
 
-def plot_patch_rule(
-    *,
-    edge_L: float = 1.0,
-    corner_leg_c: float = 0.2,
-    patch_ratio: float = 0.5,
-    depth_L: float = 0.05,
-    offset_L: float = 0.2,
-) -> Figure:
-    """README figure: two truncated squares and the rule that makes a patch bond.
+def plot_patch_rule(*, depth_L: float = 0.05, gap_L: float = 0.02) -> Figure:
+    """README figure: the patch rule, and a long patch bonding two staggered neighbours.
 
     Each of the four facets of length Fx = L - 2c carries a patch rectangle of length
     Px = (Px/Fx) Fx along it, reaching ``depth_L`` outward. Two particles gain -eps for
-    each pair of overlapping patch rectangles; the hard outlines may not overlap.
+    each pair of overlapping patch rectangles; the hard outlines may not overlap. Left: a
+    short patch (Px/Fx = 0.1) on the study's particle (c = 0.1 L) bonds one neighbour
+    face to face. Right: a long one (Px/Fx = 0.8, Px = 0.64 L > L / 2) bonds both
+    neighbours of a staggered row, which a square lattice cannot offer (the regular
+    octagon's facets, 0.41 L, are too short for this at any Px/Fx). The bond counts in
+    the panel titles come from `simulation.shape.patch_bonds`.
 
     Parameters
     ----------
-    edge_L, corner_leg_c : float, optional
-        Particle shape, in L.
-    patch_ratio : float, optional
-        Px/Fx.
     depth_L : float, optional
-        Patch depth delta, in L (exaggerated in the figure is fine: it is drawn as given).
-    offset_L : float, optional
-        Sideways offset of the second particle, in L.
+        Patch depth delta, in L (drawn as given).
+    gap_L : float, optional
+        Gap between facing facets, in L (< 2 `depth_L`, so facing patches overlap).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    outline = truncated_square_outline(edge_L, corner_leg_c)
-    facet = edge_L - 2 * corner_leg_c
-    patch = patch_ratio * facet
-    centres = np.array([[0.0, 0.0], [edge_L + depth_L * 0.5, offset_L]])
-    figure = Figure(figsize=(7.0, 4.0), layout="constrained")
-    axes = figure.add_subplot()
-    for n, centre in enumerate(centres):
-        axes.add_patch(Polygon(outline + centre, closed=True, fc="#dddddd", ec="k", lw=1.2))
-        for angle in (0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi):
-            x0 = edge_L / 2
-            rect = np.array(
-                [
-                    [x0, -patch / 2],
-                    [x0 + depth_L, -patch / 2],
-                    [x0 + depth_L, patch / 2],
-                    [x0, patch / 2],
-                ]
-            )
-            rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-            facing = (n == 0 and angle == 0.0) or (n == 1 and angle == np.pi)
-            axes.add_patch(
-                Polygon(
-                    rect @ rot.T + centre,
-                    closed=True,
-                    lw=0.8,
-                    ec="k",
-                    fc="#d62728" if facing else "#ff9896",
-                )
-            )
-    x_facet = edge_L / 2 - 0.15
-    axes.annotate("", (x_facet, facet / 2), (x_facet, -facet / 2), arrowprops={"arrowstyle": "<->"})
-    axes.text(x_facet - 0.03, 0.0, "$F_x$", ha="right", va="center")
-    x_patch = -edge_L / 2 - depth_L - 0.08
-    axes.annotate("", (x_patch, patch / 2), (x_patch, -patch / 2), arrowprops={"arrowstyle": "<->"})
-    axes.text(x_patch - 0.03, 0.0, "$P_x$", ha="right", va="center")
-    axes.text(
-        centres[1, 0] + edge_L / 2 + depth_L + 0.1,
-        centres[1, 1],
-        f"$P_x/F_x$ = {patch_ratio:g}\npatch depth $\\delta$ = {depth_L:g} L\n"
-        "overlapping patch pair: $-\\varepsilon$\nhard cores: no overlap",
-        va="center",
+    from simulation.shape import Patches, TruncatedSquare, patch_bonds
+
+    shape = TruncatedSquare(corner_leg_c=0.1)
+    pitch = shape.edge_L + gap_L
+    cases = (
+        (0.1, np.array([[0.0, 0.0], [pitch, 0.0]]), "short patch: one neighbour"),
+        (
+            0.8,
+            np.array([[0.0, 0.0], [-pitch / 2, pitch], [pitch / 2, pitch]]),
+            "long patch: two staggered neighbours",
+        ),
     )
-    axes.set_xlim(-1.0, 3.4)
-    axes.set_ylim(-0.9, 1.2)
-    axes.set_aspect("equal")
-    axes.axis("off")
-    axes.set_title("patch rule: truncated squares with a patch on each {100} facet")
+    figure = Figure(figsize=(9.0, 4.2), layout="constrained")
+    for column, (ratio, centres, title) in enumerate(cases):
+        axes = figure.add_subplot(1, 2, column + 1)
+        patches = Patches(ratio, 1.0, depth_delta_L=depth_L)
+        bonds = [
+            patch_bonds(shape, patches, *(centres[m] - centres[0]), 0.0, 0.0)
+            for m in range(1, len(centres))
+        ]
+        for centre in centres:
+            axes.add_patch(
+                Polygon(shape.vertices(*centre), closed=True, fc="#dddddd", ec="k", lw=1.2)
+            )
+            for rect in patches.rectangles(shape, *centre):
+                axes.add_patch(Polygon(rect, closed=True, lw=0.8, ec="k", fc="#d62728"))
+        facet, patch = shape.facet_length, patches.length_L(shape)
+        x_arrow = -shape.edge_L / 2 - depth_L - 0.08
+        axes.annotate(
+            "", (x_arrow, patch / 2), (x_arrow, -patch / 2), arrowprops={"arrowstyle": "<->"}
+        )
+        axes.text(x_arrow - 0.03, 0.0, f"$P_x$ = {patch:.2f} L", ha="right", va="center")
+        axes.text(
+            0.0,
+            -shape.edge_L / 2 - 0.15,
+            f"$P_x/F_x$ = {ratio:g}, $F_x$ = {facet:.1f} L, c = {shape.corner_leg_c:g} L, "
+            f"$\\delta$ = {depth_L:g} L",
+            ha="center",
+            va="top",
+        )
+        axes.set_title(f"{title}\nbonds of the lower particle: {sum(bonds)} x $-\\varepsilon$")
+        axes.set_xlim(-1.6, 1.7)
+        axes.set_ylim(-0.9, 1.7)
+        axes.set_aspect("equal")
+        axes.axis("off")
+    figure.suptitle("patch rule: overlapping patch rectangles bond; hard cores may not overlap")
     return figure

@@ -39,7 +39,12 @@ def test_long_patches_at_6_kT_make_a_hexagonal_superlattice_by_double_bonds():
     assert final.psi6_local > final.psi4_local
     # more bonds than a square lattice can make: a long patch bonds two staggered neighbours
     assert final.bonds_per_particle > SQUARE_BONDS_MAX + 1.0
-    assert run.rods.ratio_q2_q1 == pytest.approx(SQRT3, rel=0.05), run.rods.q_per_L
+    # q2/q1 is 1.77 here; it is 1.92 at N = 1024 after 10^5 sweeps (the brick lattice's
+    # (01)/(11) doublet and its (1-1)/(02) pair), and a fluid's is ~2.0, so it only tells
+    # this phase from the square one
+    ratio = run.rods.ratio_q2_q1
+    assert abs(ratio - SQRT3) < abs(ratio - SQRT2)
+    assert ratio == pytest.approx(SQRT3, rel=0.05), run.rods.q_per_L
 
 
 @pytest.mark.parametrize("patch_ratio", [0.1, 0.8])

@@ -14,11 +14,13 @@ from simulation.mc import (
     MCState,
     count_bonds,
     count_overlaps,
+    fluid_start,
     initial_state,
     run_mc,
     total_energy,
 )
-from simulation.shape import Patches, patch_bonds_many
+from simulation.observables import bond_order, classify
+from simulation.shape import Patches, TruncatedSquare, patch_bonds_many
 from simulation.shape import overlaps_many as shape_overlaps
 
 
@@ -226,3 +228,24 @@ def test_run_refuses_a_too_dense_or_too_small_state():
     small = MCState(np.array([[0.5, 0.5]]), np.zeros(1), np.full(2, 3.0))
     with pytest.raises(SimulationError, match="cell list"):
         run_mc(small, model, 10)
+
+
+# ---------------------------------------------------------------- dilute start
+
+
+def test_fluid_start_compresses_a_dilute_fluid_to_the_target_without_a_lattice():
+    shape = TruncatedSquare(corner_leg_c=0.1)
+    state = fluid_start(256, 0.6, shape, rng=3, melt_sweeps=300)
+    again = fluid_start(256, 0.6, shape, rng=3, melt_sweeps=300)
+    assert state.packing_fraction(shape) == pytest.approx(0.6, rel=1e-12)
+    assert count_overlaps(state, MCModel(shape)) == 0
+    assert state.box_L[0] == pytest.approx(state.box_L[1])
+    np.testing.assert_array_equal(state.positions_L, again.positions_L)
+    order = bond_order(state.positions_L, state.box_L)
+    assert order.psi4_global < 0.2  # the square lattice start is forgotten
+    assert classify(order).phase == "fluid"
+
+
+def test_fluid_start_says_when_the_compression_falls_short():
+    with pytest.raises(SimulationError, match="compression reached packing"):
+        fluid_start(64, 0.6, TruncatedSquare(), rng=1, melt_sweeps=10, max_rounds=2)

@@ -5,7 +5,9 @@ Run from the repository root::
     python benchmarks/mc.py
 
 Trial moves are single-particle translations and rotations attempted (rejected ones
-included). Each case is warmed up (JIT) and its step sizes tuned first; the timer wraps
+included), for the study's particle (c = 0.1 L, `simulation.sweep.STUDY_CORNER_LEG_C`)
+and, on extra lines, the regular octagon. Each case is warmed up (JIT) and its step sizes
+tuned first; the timer wraps
 only the compiled sweeps (``simulation._kernels.run_sweeps``), median of 3. Cluster moves
 are off while timing so that the figure is the single-move rate. The last line is
 ``RESULT moves_per_s_hard=... moves_per_s_patchy=... moves_per_s_patchy_2cores=...
@@ -26,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulation import _kernels as k
 from simulation.mc import MCModel, MCSettings, count_bonds, initial_state, run_mc
-from simulation.shape import Patches
+from simulation.shape import Patches, TruncatedSquare
+from simulation.sweep import STUDY_CORNER_LEG_C
 
 PACKING = 0.6
 
@@ -86,18 +89,23 @@ def _line(label: str, rate: float, info: dict) -> str:
 
 
 def main() -> None:
-    hard = MCModel()
-    patchy = MCModel(patches=Patches(ratio=0.1, eps_kT=6.0))
+    study = TruncatedSquare(corner_leg_c=STUDY_CORNER_LEG_C)
+    hard = MCModel(study)
+    patchy = MCModel(study, Patches(ratio=0.1, eps_kT=6.0))
     threads_available = numba.config.NUMBA_NUM_THREADS
     print(f"N = 1024, packing {PACKING}, numba threads available: {threads_available}")
 
     numba.set_num_threads(1)
+    regular = TruncatedSquare()
+    for kind, model in (("hard", MCModel(regular)), ("patchy", MCModel(regular, patchy.patches))):
+        rate, info = _time_sweeps(_prepare(1024, model), model, 400)
+        print(_line(f"regular octagon, {kind}, 1 core", rate, info))
     tuned_hard = _prepare(1024, hard)
     tuned_patchy = _prepare(1024, patchy)
     rate_hard, info_hard = _time_sweeps(tuned_hard, hard, 400)
-    print(_line("hard, 1 core", rate_hard, info_hard))
+    print(_line("c = 0.1 L, hard, 1 core", rate_hard, info_hard))
     rate_patchy, info_patchy = _time_sweeps(tuned_patchy, patchy, 400)
-    print(_line("patchy Px/Fx 0.1 eps 6, 1 core", rate_patchy, info_patchy))
+    print(_line("c = 0.1 L, Px/Fx 0.1 eps 6, 1 core", rate_patchy, info_patchy))
 
     numba.set_num_threads(min(2, threads_available))
     rate_hard2, info_hard2 = _time_sweeps(tuned_hard, hard, 400)

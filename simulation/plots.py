@@ -350,8 +350,8 @@ def plot_patch_rule(*, depth_L: float = 0.05, gap_L: float = 0.02) -> Figure:
         axes = figure.add_subplot(1, 2, column + 1)
         patches = Patches(ratio, 1.0, depth_delta_L=depth_L)
         bonds = [
-            patch_bonds(shape, patches, *(centres[m] - centres[0]), 0.0, 0.0)
-            for m in range(1, len(centres))
+            patch_bonds(shape, patches, float(dx), float(dy), 0.0, 0.0)
+            for dx, dy in centres[1:] - centres[0]
         ]
         for centre in centres:
             axes.add_patch(

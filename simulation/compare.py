@@ -10,7 +10,9 @@ For each measured phase (frames labelled "hexagonal", "pseudo-hexagonal" or "squ
 median rod positions over its frames are compared with each run's rods, rod by rod in
 order (measured rod k with simulated rod k, for the rods both sides have). The misfit is the
 root-mean-square relative difference; ``match="ratios"`` compares q_k / q1 instead, which
-does not depend on the contact distance.
+does not depend on the contact distance. Runs that ended as a fluid are no candidates
+(their misfit is NaN): the peaks of a liquid's S(q) are not superlattice rods, though they
+can sit near them.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class PhaseMatch:
     measured_rods_per_nm : ndarray, shape (4,)
         Median rod positions of those frames, in nm^-1 (NaN-padded).
     misfits : ndarray, shape (n_runs,)
-        RMS relative misfit of each run (NaN where nothing could be compared).
+        RMS relative misfit of each run (NaN for a fluid run, or where nothing could be
+        compared).
     best : int
         Index of the best run, or -1 if none could be compared.
     best_label : str
@@ -233,7 +236,12 @@ def compare_rods(
         if not rows.any():
             continue
         rods = _median_rods(measured.rod_positions_per_nm[rows], measured.q1_per_nm[rows])
-        misfits = np.array([rod_misfit(rods, sim, match=match) for sim in simulated])
+        misfits = np.array(
+            [
+                rod_misfit(rods, sim, match=match) if sim_phase != "fluid" else np.nan
+                for sim, sim_phase in zip(simulated, sim_phases, strict=True)
+            ]
+        )
         best = int(np.nanargmin(misfits)) if np.isfinite(misfits).any() else -1
         times = measured.time_s[rows]
         phases.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -165,6 +167,24 @@ def test_each_measured_phase_gets_the_state_point_of_its_symmetry(
     text = result.report()
     assert "square" in text
     assert square_run.label in text
+
+
+def test_a_fluid_run_is_no_candidate_even_when_its_peaks_sit_on_the_rods(
+    tmp_path, square_run, hexagonal_run
+):
+    # the hexagonal run relabelled fluid keeps rods that match the measured hexagonal phase
+    # exactly, yet a liquid's S(q) peaks are no superlattice rods
+    final = hexagonal_run.final
+    fluid_final = replace(final, classification=replace(final.classification, phase="fluid"))
+    fluid_run = replace(hexagonal_run, final=fluid_final)
+    measured = read_measured_rods(_measured(tmp_path))
+    contact_nm = 2 * np.pi / (1.02 * 0.83)
+    result = compare_rods(measured, [fluid_run, square_run], contact_nm=contact_nm)
+    hexagonal = next(m for m in result.phases if m.phase == "hexagonal")
+    assert np.isnan(hexagonal.misfits[0])
+    assert hexagonal.best_label == square_run.label
+    with_real = compare_rods(measured, [hexagonal_run, square_run], contact_nm=contact_nm)
+    assert next(m for m in with_real.phases if m.phase == "hexagonal").best == 0
 
 
 def test_compare_needs_runs_and_a_contact_distance(tmp_path, square_run):

@@ -102,13 +102,22 @@ def add_simulate_parser(subparsers: Any) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1024, help="number of particles (1024)")
     parser.add_argument(
-        "--packing", type=float, default=0.6, help="packing fraction of the start, <= 0.7 (0.6)"
+        "--packing", type=float, default=0.6, help="packing fraction of the run (0.6)"
     )
     parser.add_argument(
         "--pressure",
         type=float,
         default=None,
         help="run NPT at this pressure in kT/L^2 (default: NVT, as the study)",
+    )
+    parser.add_argument(
+        "--dilute-packing",
+        type=float,
+        default=0.3,
+        help="packing fraction of the dilute hard-particle start, compressed to --packing (0.3)",
+    )
+    parser.add_argument(
+        "--melt-sweeps", type=int, default=1000, help="hard sweeps melting the start (1000)"
     )
     parser.add_argument(
         "--corner-leg",
@@ -144,6 +153,8 @@ def _settings(args: argparse.Namespace, patch: float, eps: float) -> Any:
         eps_kT=eps,
         n_particles=args.n,
         packing_fraction=args.packing,
+        dilute_packing_fraction=args.dilute_packing,
+        melt_sweeps=args.melt_sweeps,
         corner_leg_c=args.corner_leg,
         n_sweeps=args.sweeps,
         snapshot_every=snapshot_every,

@@ -217,7 +217,7 @@ class RunSettings:
         if self.packing_fraction >= limit:
             msg = (
                 f"packing fraction {self.packing_fraction:g} is at or above close packing "
-                f"({limit:.3f}) of these particles; start at <= 0.7 (--packing)"
+                f"({limit:.3f}) of these particles; choose a lower --packing"
             )
             raise SimulationError(msg)
         side = math.sqrt(self.n_particles * model.shape.area / self.packing_fraction)

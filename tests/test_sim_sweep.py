@@ -12,7 +12,10 @@ from simulation.cli import main
 from simulation.io import is_complete_run, read_run
 from simulation.sweep import RunSettings, run_state_point, run_sweep, seed_for, sweep_settings
 
-TINY = ["--n", "64", "--packing", "0.3", "--sweeps", "20", "--snapshot-every", "10", "--quiet"]
+TINY = [
+    *("--n", "64", "--packing", "0.3", "--dilute-packing", "0.2", "--melt-sweeps", "50"),
+    *("--corner-leg", "0.1", "--sweeps", "20", "--snapshot-every", "10", "--quiet"),
+]
 
 
 @pytest.mark.parametrize(
@@ -21,9 +24,12 @@ TINY = ["--n", "64", "--packing", "0.3", "--sweeps", "20", "--snapshot-every", "
         ("--eps", "-1", "eps"),
         ("--patch", "1.5", "patch"),
         ("--patch", "0", "patch"),
-        ("--packing", "0.95", "pack"),
+        ("--packing", "0.99", "pack"),
         ("--n", "1", "N"),
         ("--n", "4", "box"),
+        ("--corner-leg", "0.6", "corner_leg_c"),
+        ("--melt-sweeps", "0", "melt_sweeps"),
+        ("--dilute-packing", "0", "dilute_packing"),
     ],
 )
 def test_bad_settings_fail_before_any_run_with_one_line(tmp_path, capsys, option, value, words):
@@ -49,6 +55,9 @@ def test_run_writes_a_complete_file_and_png_with_the_seed(tmp_path, capsys):
     run = read_run(path)
     assert run.seed == 7
     assert run.settings["n_particles"] == 64
+    assert run.settings["corner_leg_c"] == 0.1
+    assert (run.settings["dilute_packing_fraction"], run.settings["melt_sweeps"]) == (0.2, 50)
+    assert run.final.packing_fraction == pytest.approx(0.3)
     assert run.snapshot_positions_L.shape[1:] == (64, 2)
     assert run.snapshot_sweeps[-1] == 20
     assert "Px/Fx=0.5 eps=4kT" in out

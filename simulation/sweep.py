@@ -95,7 +95,7 @@ class RunSettings:
     n_particles : int
         Number of particles N.
     packing_fraction : float
-        Packing fraction of the run (at most about 0.70), kept by NVT; the start is a
+        Packing fraction of the run (below close packing), kept by NVT; the start is a
         hard-particle fluid compressed to it (see `start_state`).
     dilute_packing_fraction : float
         Packing fraction of the dilute lattice start that is melted and compressed.

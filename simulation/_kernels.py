@@ -26,7 +26,12 @@ G_PCAND = 9  # a facet can bond only if the partner's centre projects beyond thi
 G_EPS = 10  # eps, in kT
 G_HASP = 11  # 1.0 if the model has patches, else 0.0
 G_RCUT = 12  # interaction range: max(2 circumradius, 2 R_patch)
-G_SIZE = 13
+G_INV2PM = 13  # 1 / (2 G_PM)
+G_PKOFF = 14  # a facet bonds only if the partner projects beyond r^2 G_INV2PM - G_PKOFF on it
+G_RECT2 = 15  # (2 patch circumradius)^2, plus a rounding margin: no patch overlap beyond
+G_SIZE = 16
+
+_MARGIN = 1e-9  # slack, in L, that keeps the bond prefilters conservative under rounding
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
@@ -70,6 +75,14 @@ def pack(
         g[G_EPS] = eps_kT
         g[G_HASP] = 1.0
         g[G_RCUT] = max(2.0 * circum, 2.0 * r_patch)
+        # two patch rectangles overlap only if their centres are closer than 2 rr (rr: the
+        # rectangle's circumradius); patch m of the partner lies at pm from its centre, so
+        # |d - pm n_k| < pm + 2 rr, i.e. d . n_k > r^2 / (2 pm) - 2 rr - 2 rr^2 / pm
+        rr = math.hypot(patch_length_L / 2.0, depth_delta_L / 2.0)
+        pm = g[G_PM]
+        g[G_INV2PM] = 0.5 / pm
+        g[G_PKOFF] = 2.0 * rr + 2.0 * rr * rr / pm + _MARGIN
+        g[G_RECT2] = (2.0 * rr + _MARGIN) ** 2
     return g
 
 
@@ -135,14 +148,20 @@ def bonds(
     r2 = dx * dx + dy * dy
     if r2 >= g[G_BOND2]:
         return 0
+    # a facet is a candidate only if the partner's centre projects far enough on its normal
+    thr = max(g[G_PCAND], r2 * g[G_INV2PM] - g[G_PKOFF])
+    p0 = dx * c1 + dy * s1
+    p2 = -dx * s1 + dy * c1
+    if abs(p0) < thr and abs(p2) < thr:
+        return 0
+    q0 = -(dx * c2 + dy * s2)
+    q2 = -(-dx * s2 + dy * c2)
+    if abs(q0) < thr and abs(q2) < thr:
+        return 0
     hp = g[G_HP]
     hd = g[G_HD]
     pm = g[G_PM]
-    thr = g[G_PCAND]
-    p0 = dx * c1 + dy * s1
-    p2 = -dx * s1 + dy * c1
-    q0 = -(dx * c2 + dy * s2)
-    q2 = -(-dx * s2 + dy * c2)
+    rect2 = g[G_RECT2]
     count = 0
     for k in range(4):
         pk = p0 if k == 0 else (p2 if k == 1 else (-p0 if k == 2 else -p2))
@@ -156,6 +175,8 @@ def bonds(
             nmx, nmy = _facet_normal(m, c2, s2)
             ddx = dx + pm * (nmx - nkx)
             ddy = dy + pm * (nmy - nky)
+            if ddx * ddx + ddy * ddy >= rect2:
+                continue
             cnn = abs(nkx * nmx + nky * nmy)
             cnt = abs(-nkx * nmy + nky * nmx)  # |n_k . t_m| with t = (-n_y, n_x)
             reach_n = hd + hd * cnn + hp * cnt

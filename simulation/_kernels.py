@@ -438,6 +438,24 @@ _TWO_PI = 2.0 * math.pi
 
 
 @numba.njit(cache=True, inline="always")
+def _row_span(start: NDArray[np.int64], row: int, cx: int, ncx: int) -> tuple[int, int, int, int]:
+    """Member slots of cells cx - 1 .. cx + 1 of the grid row starting at cell `row`.
+
+    The counting sort keeps neighbouring cells contiguous, so the three cells are the slots
+    ``lo .. hi - 1`` (one loop, not three), where the slots from `mid` on are shifted by
+    `shift` when the row wraps around (``ncx >= 3``).
+    """
+    if cx == 0:
+        mid = start[row + ncx]
+        return start[row + ncx - 1], mid + start[row + 2] - start[row], mid, start[row] - mid
+    if cx == ncx - 1:
+        mid = start[row + ncx]
+        return start[row + cx - 1], mid + start[row + 1] - start[row], mid, start[row] - mid
+    hi = start[row + cx + 2]
+    return start[row + cx - 1], hi, hi, 0
+
+
+@numba.njit(cache=True, inline="always")
 def _scan_grid(
     i: int,
     xi: float,
@@ -469,23 +487,17 @@ def _scan_grid(
             ny += ncy
         elif ny >= ncy:
             ny -= ncy
-        for ox in range(-1, 2):
-            nx = cx + ox
-            if nx < 0:
-                nx += ncx
-            elif nx >= ncx:
-                nx -= ncx
-            nc = ny * ncx + nx
-            for k in range(start[nc], start[nc + 1]):
-                j = members[k]
-                if j == i:
-                    continue
-                dx = _wrap(x[j] - xi, lx)
-                dy = _wrap(y[j] - yi, ly)
-                if check_overlap and overlap(dx, dy, ci, si_, co[j], si[j], g):
-                    return True, nb
-                if patchy:
-                    nb += bonds(dx, dy, ci, si_, co[j], si[j], g)
+        lo, hi, mid, shift = _row_span(start, ny * ncx, cx, ncx)
+        for k in range(lo, hi):
+            j = members[k if k < mid else k + shift]
+            if j == i:
+                continue
+            dx = _wrap(x[j] - xi, lx)
+            dy = _wrap(y[j] - yi, ly)
+            if check_overlap and overlap(dx, dy, ci, si_, co[j], si[j], g):
+                return True, nb
+            if patchy:
+                nb += bonds(dx, dy, ci, si_, co[j], si[j], g)
     return False, nb
 
 
@@ -524,31 +536,25 @@ def _scan_change(
             ny += ncy
         elif ny >= ncy:
             ny -= ncy
-        for ox in range(-1, 2):
-            nx = cx + ox
-            if nx < 0:
-                nx += ncx
-            elif nx >= ncx:
-                nx -= ncx
-            nc = ny * ncx + nx
-            for k in range(start[nc], start[nc + 1]):
-                j = members[k]
-                if j == i:
-                    continue
-                xj = x[j]
-                yj = y[j]
-                cj = co[j]
-                sj = si[j]
-                dx = _wrap(xj - xi, lx)
-                dy = _wrap(yj - yi, ly)
-                if overlap(dx, dy, ci, si_, cj, sj, g):
-                    return True, d
-                if dx * dx + dy * dy < bond2:
-                    d += bonds(dx, dy, ci, si_, cj, sj, g)
-                dx = _wrap(xj - xo, lx)
-                dy = _wrap(yj - yo, ly)
-                if dx * dx + dy * dy < bond2:
-                    d -= bonds(dx, dy, co_i, so_i, cj, sj, g)
+        lo, hi, mid, shift = _row_span(start, ny * ncx, cx, ncx)
+        for k in range(lo, hi):
+            j = members[k if k < mid else k + shift]
+            if j == i:
+                continue
+            xj = x[j]
+            yj = y[j]
+            cj = co[j]
+            sj = si[j]
+            dx = _wrap(xj - xi, lx)
+            dy = _wrap(yj - yi, ly)
+            if overlap(dx, dy, ci, si_, cj, sj, g):
+                return True, d
+            if dx * dx + dy * dy < bond2:
+                d += bonds(dx, dy, ci, si_, cj, sj, g)
+            dx = _wrap(xj - xo, lx)
+            dy = _wrap(yj - yo, ly)
+            if dx * dx + dy * dy < bond2:
+                d -= bonds(dx, dy, co_i, so_i, cj, sj, g)
     return False, d
 
 

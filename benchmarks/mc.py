@@ -5,9 +5,9 @@ Run from the repository root::
     python benchmarks/mc.py
 
 Trial moves are single-particle translations and rotations attempted (rejected ones
-included), for the study's particle (c = 0.1 L, `simulation.sweep.STUDY_CORNER_LEG_C`)
-and, on extra lines, the regular octagon. Each case is warmed up (JIT) and its step sizes
-tuned first; the timer wraps
+included), for the regular octagon (the RESULT keys the issue names) and for the study
+runs' particle (c = 0.1 L, `simulation.sweep.STUDY_CORNER_LEG_C`, the ``_c0.1`` keys).
+Each case is warmed up (JIT) and its step sizes tuned first; the timer wraps
 only the compiled sweeps (``simulation._kernels.run_sweeps``), median of 3. Cluster moves
 are off while timing so that the figure is the single-move rate. The last line is
 ``RESULT moves_per_s_hard=... moves_per_s_patchy=... moves_per_s_patchy_2cores=...
@@ -83,38 +83,39 @@ def _time_sweeps(tuned, model: MCModel, n_sweeps: int, repeats: int = 3) -> tupl
 
 def _line(label: str, rate: float, info: dict) -> str:
     return (
-        f"{label:34s} {rate / 1e6:7.2f} M trial moves/s   acceptance trans {info['acc_trans']:.3f}"
+        f"{label:38s} {rate / 1e6:7.2f} M trial moves/s   acceptance trans {info['acc_trans']:.3f}"
         f" rot {info['acc_rot']:.3f}   steps {info['step_L']:.4f} L, {info['step_rad']:.4f} rad"
     )
 
 
+def _one_core_and_two(label: str, model: MCModel) -> tuple[float, float]:
+    """Trial moves per second of `model` on one core and on two (after a warm-up)."""
+    tuned = _prepare(1024, model)
+    numba.set_num_threads(1)
+    rate1, info1 = _time_sweeps(tuned, model, 400)
+    print(_line(f"{label}, 1 core", rate1, info1))
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    rate2, info2 = _time_sweeps(tuned, model, 400)
+    print(_line(f"{label}, {numba.get_num_threads()} cores", rate2, info2))
+    numba.set_num_threads(1)
+    return rate1, rate2
+
+
 def main() -> None:
-    study = TruncatedSquare(corner_leg_c=STUDY_CORNER_LEG_C)
-    hard = MCModel(study)
-    patchy = MCModel(study, Patches(ratio=0.1, eps_kT=6.0))
-    threads_available = numba.config.NUMBA_NUM_THREADS
+    threads_available = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     print(f"N = 1024, packing {PACKING}, numba threads available: {threads_available}")
-
-    numba.set_num_threads(1)
+    patches = Patches(ratio=0.1, eps_kT=6.0)
     regular = TruncatedSquare()
-    for kind, model in (("hard", MCModel(regular)), ("patchy", MCModel(regular, patchy.patches))):
-        rate, info = _time_sweeps(_prepare(1024, model), model, 400)
-        print(_line(f"regular octagon, {kind}, 1 core", rate, info))
-    tuned_hard = _prepare(1024, hard)
-    tuned_patchy = _prepare(1024, patchy)
-    rate_hard, info_hard = _time_sweeps(tuned_hard, hard, 400)
-    print(_line("c = 0.1 L, hard, 1 core", rate_hard, info_hard))
-    rate_patchy, info_patchy = _time_sweeps(tuned_patchy, patchy, 400)
-    print(_line("c = 0.1 L, Px/Fx 0.1 eps 6, 1 core", rate_patchy, info_patchy))
+    study = TruncatedSquare(corner_leg_c=STUDY_CORNER_LEG_C)
+    rate_hard, _ = _one_core_and_two("regular octagon, hard", MCModel(regular))
+    rate_patchy, rate_patchy2 = _one_core_and_two(
+        "regular octagon, Px/Fx 0.1 eps 6", MCModel(regular, patches)
+    )
+    rate_hard_study, _ = _one_core_and_two("c = 0.1 L, hard", MCModel(study))
+    rate_patchy_study, _ = _one_core_and_two("c = 0.1 L, Px/Fx 0.1 eps 6", MCModel(study, patches))
 
-    numba.set_num_threads(min(2, threads_available))
-    rate_hard2, info_hard2 = _time_sweeps(tuned_hard, hard, 400)
-    print(_line(f"hard, {numba.get_num_threads()} cores", rate_hard2, info_hard2))
-    rate_patchy2, info_patchy2 = _time_sweeps(tuned_patchy, patchy, 400)
-    print(_line(f"patchy, {numba.get_num_threads()} cores", rate_patchy2, info_patchy2))
-
-    numba.set_num_threads(1)
-    print("cost per sweep, hard, 1 core:")
+    hard = MCModel(regular)
+    print("cost per sweep, hard regular octagon, 1 core:")
     per_sweep = {}
     for n in (256, 1024, 4096, 16384):
         tuned = _prepare(n, hard, tune_sweeps=100)
@@ -127,6 +128,8 @@ def main() -> None:
     print(
         f"RESULT moves_per_s_hard={rate_hard:.4g} moves_per_s_patchy={rate_patchy:.4g} "
         f"moves_per_s_patchy_2cores={rate_patchy2:.4g} sweep_cost_ratio_16384_over_1024={ratio:.3g}"
+        f" moves_per_s_hard_c0.1={rate_hard_study:.4g}"
+        f" moves_per_s_patchy_c0.1={rate_patchy_study:.4g}"
     )
 
 

@@ -29,10 +29,12 @@ exposure times from ``acq_parameters/acq_expo_time`` (BLISS) or
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,19 +79,37 @@ _PILATUS_NUMBERS = {
     "exposure_s": re.compile(r"^#\s*Exposure_time\s+([-+0-9.eE]+)", re.MULTILINE),
     "period_s": re.compile(r"^#\s*Exposure_period\s+([-+0-9.eE]+)", re.MULTILINE),
     "position": re.compile(r"^#\s*Position_index\s+(\d+)", re.MULTILINE),
+    "saturation": re.compile(r"^#\s*Count_cutoff\s+([-+0-9.eE]+)", re.MULTILINE),
 }
 
 # Header keys (case-insensitive) of EDF files and HDF5 datasets, in order of preference.
 _EPOCH_KEYS = ("time_of_day", "epoch", "epoch_trig", "timestamp", "time_stamp", "time_of_frame")
-_DATE_KEYS = ("date", "time", "datetime", "start_time")
+_DATE_KEYS = ("time_of_day", "date", "time", "datetime", "start_time")
 _EXPOSURE_KEYS = ("count_time", "acq_expo_time", "exposure_time", "exposuretime", "expo_time")
 _PERIOD_KEYS = ("exposure_period", "acq_period", "period")
 _LATENCY_KEYS = ("acq_latency_time", "latency_time")
 _POSITION_KEYS = ("position_index", "position")
-_DATE_FORMATS = ("%a %b %d %H:%M:%S %Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S")
+# ctime (EDF), slashed dates, and the TIFF DateTime tag ("2026:11:25 10:00:00", camserver)
+_DATE_FORMATS = (
+    "%a %b %d %H:%M:%S %Y",
+    "%a %b %d %H:%M:%S.%f %Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M:%S.%f",
+    "%d/%m/%Y %H:%M:%S",
+    "%Y:%m:%d %H:%M:%S",
+    "%Y:%m:%d %H:%M:%S.%f",
+)
 
 # Groups next to a frame dataset where BLISS and LIMA keep per-frame and scan values.
-_H5_META_GROUPS = ("measurement", "acquisition", "acq_parameters", "parameters")
+_H5_META_GROUPS = (
+    "measurement",
+    "acquisition",
+    "acq_parameters",
+    "parameters",
+    "instrument/detector",
+    "instrument/detector/detectorSpecific",
+    "detectorSpecific",
+)
 _H5_PREFERRED = re.compile(r"(^|/)measurement/[^/]+$|(^|/)instrument/[^/]+/data$")
 
 
@@ -109,6 +129,13 @@ class FrameMeta:
         Exposure time and period, in s, where the file gives them.
     position : int or None
         Sample-position index, where known.
+    dataset : str or None
+        HDF5 dataset the frame was read from (`frame_index` counts within it); None for
+        other files. Record it in the output's provenance.
+    saturation_counts : float or None
+        Counts at or above which the file says the detector saturates (Pilatus
+        ``Count_cutoff``, NeXus ``saturation_value``, Dectris
+        ``countrate_correction_count_cutoff``); None where the file does not say.
     """
 
     path: Path
@@ -117,6 +144,8 @@ class FrameMeta:
     exposure_s: float | None = None
     period_s: float | None = None
     position: int | None = None
+    dataset: str | None = None
+    saturation_counts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +158,15 @@ class Frame:
         Counts as stored (int32 for Pilatus CBF); row 0 is the first stored row.
     meta : FrameMeta
         Where the frame comes from and its header values.
+    pixel_mask : ndarray of bool, shape (rows, cols), or None
+        The detector's own mask stored with the frames (Dectris ``detectorSpecific/
+        pixel_mask``, NeXus ``NXdetector/pixel_mask``), True = masked; read-only and shared
+        by the frames of a file. None where the file holds none.
     """
 
     data: NDArray[Any]
     meta: FrameMeta
+    pixel_mask: NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,26 +179,39 @@ class FrameRef:
         The file.
     frame_index : int
         Index of the frame within the file.
-    h5_dataset : str or None
-        HDF5 dataset holding the frames; None to search the file for it.
+    h5_dataset : str, tuple of str or None
+        HDF5 dataset holding the frame (as :func:`list_frames` gives it: `frame_index`
+        counts within it). A list of paths, a pattern (``"/*.1/measurement/pilatus"``) or
+        None (search the file) name a series of stacks, which `frame_index` counts through
+        in acquisition order.
     """
 
     path: Path
     frame_index: int = 0
-    h5_dataset: str | None = None
+    h5_dataset: str | tuple[str, ...] | None = None
+
+    @property
+    def dataset(self) -> str | None:
+        """The one HDF5 dataset this reference names, or None (not HDF5, or a series)."""
+        if isinstance(self.h5_dataset, str) and not _is_pattern(self.h5_dataset):
+            return self.h5_dataset
+        return None
 
 
 def list_frames(
     path: Path | str,
     *,
     shape: tuple[int, int] | None = None,
-    h5_dataset: str | None = None,
+    h5_dataset: str | Sequence[str] | None = None,
 ) -> list[FrameRef]:
-    """References to every frame of a file, in file order.
+    """References to every frame of a file, in acquisition order.
 
     A CBF file is one frame and is not opened (it is checked when read). EDF and TIFF
     headers are read to count their frames. HDF5 files are opened to find the frame
-    dataset and count its frames.
+    stack(s): a run split over several scans of a BLISS file (``/1.1``, ``/2.1``, ...) or
+    over the data files of a Dectris master (``/entry/data/data_000001``, ...) is listed
+    whole, stack after stack in the order of their first time stamps (else of their scan
+    or file numbers, read as numbers: ``/10.1`` after ``/2.1``).
 
     Parameters
     ----------
@@ -173,19 +220,24 @@ def list_frames(
     shape : tuple of int or None
         Detector frame shape (rows, cols): picks the HDF5 dataset whose frames have it,
         and makes a dataset of another shape an error.
-    h5_dataset : str or None
-        Path of the HDF5 frame dataset, (n, rows, cols) or (rows, cols); None to search.
+    h5_dataset : str, sequence of str or None
+        HDF5 frame dataset(s), (n, rows, cols) or (rows, cols): a path, a list of paths,
+        or a pattern matched against every dataset path (``"/*.1/measurement/pilatus"``,
+        ``"/entry/data/data_*"``); None to search for the detector's data (NeXus
+        ``NXdetector/data`` or ``NXdata`` signal first, then BLISS, LIMA and Dectris names).
 
     Returns
     -------
     list of FrameRef
-        One per frame; HDF5 references name the dataset found.
+        One per frame; HDF5 references name the one dataset holding the frame.
 
     Raises
     ------
     FrameReadError
         If the file is missing or empty, cannot be read, has no frame dataset or no frame,
-        or its frames do not have `shape`.
+        its frames do not have `shape`, several stacks could be the detector's data (the
+        message lists them), or an external link or virtual dataset lacks its source file
+        (the message names it).
 
     Examples
     --------
@@ -200,8 +252,8 @@ def list_frames(
     _check_file(path)
     if _is_hdf5(path):
         with _open_h5(path) as fh:
-            stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=h5_dataset)
-            return [FrameRef(path, i, stack.name) for i in range(stack.n_frames)]
+            stacks = _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset))
+            return [FrameRef(path, i, s.name) for s in stacks for i in range(s.n_frames)]
     if path.suffix.lower() == ".cbf":
         return [FrameRef(path, 0, None)]
     n_frames = _fabio_frame_count(path)
@@ -214,21 +266,25 @@ def read_frame(ref: FrameRef | Path | str, *, shape: tuple[int, int] | None = No
     Parameters
     ----------
     ref : FrameRef, Path or str
-        The frame (a path means frame 0 of that file).
+        The frame (a path means frame 0 of that file). Where the reference names no
+        single HDF5 dataset, its index counts through the file's stacks in acquisition
+        order, as :func:`list_frames` lists them.
     shape : tuple of int or None
         Expected frame shape (rows, cols); a frame of another shape is an error.
 
     Returns
     -------
     Frame
-        The data as stored and its metadata.
+        The data as stored, its metadata and the detector's own pixel mask if the file
+        holds one.
 
     Raises
     ------
     FrameReadError
         For a missing, empty, truncated or unreadable file, a frame of the wrong shape,
-        an HDF5 file without frame dataset, or an index out of range; the message names
-        the file.
+        an HDF5 file without frame dataset or with several candidates, a frame whose
+        source file (external link, virtual dataset) is missing or short, or an index out
+        of range; the message names the file.
 
     Examples
     --------
@@ -246,8 +302,22 @@ def read_frame(ref: FrameRef | Path | str, *, shape: tuple[int, int] | None = No
     _check_file(path)
     if _is_hdf5(path):
         with _open_h5(path) as fh:
-            stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=ref.h5_dataset)
-            return stack.frame(ref.frame_index)
+            stacks = _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(ref.h5_dataset))
+            index = ref.frame_index
+            for stack in stacks[:-1]:
+                if index < stack.n_frames:
+                    break
+                index -= stack.n_frames
+            else:
+                stack = stacks[-1]
+                if len(stacks) > 1 and not 0 <= index < stack.n_frames:
+                    total = sum(s.n_frames for s in stacks)
+                    msg = (
+                        f"{path}: frame {ref.frame_index} out of range, its "
+                        f"{len(stacks)} frame stacks hold {total} frame(s)"
+                    )
+                    raise FrameReadError(msg)
+            return stack.frame(index)
     frame = _read_fabio(path, ref.frame_index)
     _check_shape(path, frame.data.shape, shape)
     return frame
@@ -257,12 +327,13 @@ def iter_frames(
     path: Path | str,
     *,
     shape: tuple[int, int] | None = None,
-    h5_dataset: str | None = None,
+    h5_dataset: str | Sequence[str] | None = None,
 ) -> Iterator[Frame]:
-    """Every frame of a file, read lazily one at a time.
+    """Every frame of a file, read lazily one at a time, in acquisition order.
 
     An HDF5 file is opened once for the whole iteration (and closed when the iterator
-    ends or is closed); other files are read frame by frame.
+    ends or is closed); other files are read frame by frame. The frames are those of
+    :func:`list_frames`, in its order.
 
     Raises
     ------
@@ -276,10 +347,18 @@ def iter_frames(
             yield read_frame(ref, shape=shape)
         return
     with _open_h5(path) as fh:
-        stack = _H5Stack.find(fh, path, shape=shape, h5_dataset=h5_dataset)
-        metadata = stack.all_metadata()
-        for index in range(stack.n_frames):
-            yield stack.frame(index, metadata[index])
+        for stack in _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset)):
+            metadata = stack.all_metadata()
+            for index in range(stack.n_frames):
+                yield stack.frame(index, metadata[index])
+
+
+def _h5_names(h5_dataset: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """A dataset path or pattern as given, or a list of them as a tuple."""
+    if h5_dataset is None or isinstance(h5_dataset, str):
+        return h5_dataset
+    names = tuple(str(n) for n in h5_dataset)
+    return names[0] if len(names) == 1 else names
 
 
 def write_cbf(
@@ -555,6 +634,7 @@ def _header_meta(path: Path, index: int, header: dict[str, Any]) -> FrameMeta:
     position = pilatus["position"]
     if position is None:
         position = _keyed_number(keys, _POSITION_KEYS)
+    saturation = pilatus["saturation"]
     return FrameMeta(
         path=path,
         frame_index=index,
@@ -562,6 +642,7 @@ def _header_meta(path: Path, index: int, header: dict[str, Any]) -> FrameMeta:
         exposure_s=exposure,
         period_s=period,
         position=_position_index(position),
+        saturation_counts=saturation if saturation is not None and saturation > 0 else None,
     )
 
 
@@ -649,7 +730,7 @@ def _open_h5(path: Path) -> h5py.File:
 
 @dataclass(frozen=True, slots=True)
 class _H5Stack:
-    """The frame dataset of an open HDF5 file and where its metadata live."""
+    """One frame dataset of an open HDF5 file and where its metadata live."""
 
     path: Path
     dataset: h5py.Dataset
@@ -657,14 +738,26 @@ class _H5Stack:
     anchors: tuple[str, ...]  # dataset paths whose parents hold the metadata
 
     @classmethod
-    def find(
-        cls, fh: h5py.File, path: Path, *, shape: tuple[int, int] | None, h5_dataset: str | None
+    def open(
+        cls,
+        fh: h5py.File,
+        path: Path,
+        name: str,
+        *,
+        shape: tuple[int, int] | None,
+        aliases: tuple[str, ...] = (),
     ) -> _H5Stack:
-        name = _find_frames(fh, path, shape=shape) if h5_dataset is None else h5_dataset
+        """The stack at `name`, checked: numbers, 2-D or 3-D, `shape`, sources present."""
         item = _h5_get(fh, name)
         if not isinstance(item, h5py.Dataset):
-            listed = _describe_datasets(_walk_datasets(fh))
-            msg = f"{path}: no dataset {name!r}; give the frames' dataset path (found: {listed})"
+            broken = _broken_link(fh, path, name)
+            if broken is not None:
+                raise FrameReadError(_missing_message(path, [broken]))
+            listed = _describe_datasets(_stack_candidates(_walk(fh), shape=None))
+            msg = (
+                f"{path}: no dataset {name!r}; give the frames' dataset path as h5_dataset "
+                f"(frame stacks in the file: {listed})"
+            )
             raise FrameReadError(msg)
         if item.ndim not in (2, 3) or item.dtype.kind not in "iuf":
             msg = (
@@ -673,14 +766,19 @@ class _H5Stack:
             )
             raise FrameReadError(msg)
         _check_shape(path, item.shape[-2:], shape, where=f" {name}")
-        anchors = [name]
-        link = fh.get(name, getlink=True)
-        if isinstance(link, h5py.SoftLink):
-            anchors.append(link.path)
+        anchors = dict.fromkeys((name, *aliases))
+        for anchor in list(anchors):
+            link = _h5_get_link(fh, anchor)
+            if isinstance(link, h5py.SoftLink):
+                anchors[link.path] = None
         stack = cls(path, item, name, tuple(anchors))
         if stack.n_frames == 0:
             msg = f"{path}: dataset {name} holds no frames (shape {item.shape})"
             raise FrameReadError(msg)
+        if item.is_virtual:
+            missing = sorted({str(s.file) for s in _virtual_maps(item) if not s.file.exists()})
+            if missing:
+                raise FrameReadError(_missing_message(path, [(name, m) for m in missing]))
         return stack
 
     @property
@@ -695,19 +793,32 @@ class _H5Stack:
                 f"{self.n_frames} frame(s)"
             )
             raise FrameReadError(msg)
+        if self.dataset.is_virtual:
+            self._check_virtual_frame(index)
         try:
             data = self.dataset[()] if self.dataset.ndim == 2 else self.dataset[index]
         except (OSError, ValueError) as err:
             msg = f"{self.path}: cannot read frame {index} of {self.name} ({_brief(err)})"
             raise FrameReadError(msg) from None
-        return Frame(np.asarray(data), self.metadata(index) if meta is None else meta)
+        meta = self.metadata(index) if meta is None else meta
+        return Frame(np.asarray(data), meta, self.pixel_mask())
+
+    def pixel_mask(self) -> NDArray[np.bool_] | None:
+        """The detector's own pixel mask stored with the frames (nonzero = masked)."""
+        shape = tuple(self.dataset.shape[-2:])
+        for group in self._places():
+            for name in _PIXEL_MASK_NAMES:
+                item = _h5_get(group, name)
+                if isinstance(item, h5py.Dataset) and tuple(item.shape) == shape:
+                    return _cached_pixel_mask(_file_key(Path(item.file.filename)), item.name)
+        return None
 
     def metadata(self, index: int) -> FrameMeta:
         """Metadata of one frame, reading one element of each per-frame dataset."""
         values = {}
         for field, item in self._metadata_datasets().items():
             values[field] = None if item is None else _h5_number(item, index, self.n_frames)
-        return _h5_meta(self.path, index, values)
+        return _h5_meta(self.path, index, values, self.name)
 
     def all_metadata(self) -> list[FrameMeta]:
         """Metadata of every frame, reading each per-frame dataset once."""
@@ -717,31 +828,46 @@ class _H5Stack:
         }
         return [
             _h5_meta(
-                self.path, i, {k: None if v is None else float(v[i]) for k, v in columns.items()}
+                self.path,
+                i,
+                {k: None if v is None else float(v[i]) for k, v in columns.items()},
+                self.name,
             )
             for i in range(self.n_frames)
         ]
 
-    def _metadata_datasets(self) -> dict[str, h5py.Dataset | None]:
-        """For each metadata field, the nearest numeric dataset holding it, or None.
+    def _places(self) -> list[h5py.Group]:
+        """Groups that may hold this stack's metadata, nearest first.
 
-        Searched up from the frames' group(s): in each group and its ``measurement``,
-        ``acquisition``, ``acq_parameters`` and ``parameters`` subgroups. Member names are
-        listed once per group, so a read costs a few h5py calls, not one per name tried.
+        Up from the frames' group(s): each group and its ``measurement``, ``acquisition``,
+        ``acq_parameters``, ``parameters``, ``instrument/detector`` and ``detectorSpecific``
+        subgroups.
         """
-        places: list[tuple[h5py.Group, set[str]]] = []
+        places: list[h5py.Group] = []
+        seen: set[str] = set()
         for anchor in self.anchors:
             group = _h5_get(self.dataset.file, anchor.rsplit("/", 1)[0] or "/")
             while isinstance(group, h5py.Group):
                 members = set(group)
-                places.append((group, members))
-                for sub in _H5_META_GROUPS:
-                    place = _h5_get(group, sub) if sub in members else None
-                    if isinstance(place, h5py.Group):
-                        places.append((place, set(place)))
+                for place in (
+                    group,
+                    *(
+                        _h5_get(group, sub)
+                        for sub in _H5_META_GROUPS
+                        if sub.split("/", 1)[0] in members
+                    ),
+                ):
+                    if isinstance(place, h5py.Group) and place.name not in seen:
+                        seen.add(place.name)
+                        places.append(place)
                 if group.name == "/":
                     break
                 group = group.parent
+        return places
+
+    def _metadata_datasets(self) -> dict[str, h5py.Dataset | None]:
+        """For each metadata field, the nearest numeric dataset holding it, or None."""
+        places = [(place, set(place)) for place in self._places()]
         found: dict[str, h5py.Dataset | None] = {}
         for field, names in _H5_FIELDS.items():
             found[field] = None
@@ -755,32 +881,171 @@ class _H5Stack:
                     break
         return found
 
+    def _check_virtual_frame(self, index: int) -> None:
+        """Refuse a frame that HDF5 would fill with zeros: no source, or a short one."""
+        covering = [s for s in _virtual_maps(self.dataset) if s.first <= index <= s.last]
+        where = f"{self.path}: frame {index} of {self.name}"
+        if not covering:
+            msg = (
+                f"{where} is mapped to no source file (HDF5 would read the fill value); "
+                "the acquisition may be incomplete"
+            )
+            raise FrameReadError(msg)
+        for source in covering:
+            if not source.file.exists():
+                raise FrameReadError(_missing_message(self.path, [(self.name, str(source.file))]))
+            try:
+                with h5py.File(source.file, "r", locking=False) as src:
+                    item = src.get(source.dataset)
+                    have = None if not isinstance(item, h5py.Dataset) else tuple(item.shape)
+            except OSError as err:
+                msg = f"{where}: its source file {source.file} cannot be read ({_brief(err)})"
+                raise FrameReadError(msg) from None
+            if have is None:
+                msg = (
+                    f"{where}: its source file {source.file} has no dataset "
+                    f"{source.dataset} (HDF5 would read zeros)"
+                )
+                raise FrameReadError(msg)
+            needed = source.needed_shape(index, len(have))
+            if len(have) != len(needed) or any(h < n for h, n in zip(have, needed, strict=True)):
+                msg = (
+                    f"{where}: its source {source.file}:{source.dataset} holds shape {have}, "
+                    f"short of {needed} (still being written, or cut short; HDF5 would read "
+                    "zeros)"
+                )
+                raise FrameReadError(msg)
 
-# Per-frame fields and the dataset names that hold them (BLISS first, then LIMA).
+
+@dataclass(frozen=True, slots=True)
+class _VirtualSource:
+    """One block of a virtual dataset: frames first..last come from file:dataset."""
+
+    file: Path
+    dataset: str
+    first: int
+    last: int
+    extent: tuple[int, ...]  # shape of the block in the virtual dataset
+    source_end: tuple[int, ...] | None  # last index of a source hyperslab; None: all of it
+
+    def needed_shape(self, index: int, rank: int) -> tuple[int, ...]:
+        """Smallest source shape (of `rank` dimensions) that holds frame `index`."""
+        if self.source_end is not None:
+            return tuple(e + 1 for e in self.source_end)
+        if rank == len(self.extent) - 1 and self.extent[0] == 1:  # one 2-D source frame
+            return self.extent[1:]
+        if rank == len(self.extent) == 3:
+            return (index - self.first + 1, *self.extent[1:])
+        return self.extent
+
+
+def _virtual_maps(item: h5py.Dataset) -> list[_VirtualSource]:
+    """The mappings of a virtual dataset, with source files resolved as HDF5 does."""
+    home = Path(item.file.filename)
+    maps = []
+    for entry in item.virtual_sources():
+        name = entry.file_name
+        if name == ".":
+            source = home
+        else:
+            source = Path(name)
+            if not source.is_absolute():
+                beside = home.parent / source
+                source = beside if beside.exists() or not source.exists() else source.resolve()
+        vspace = entry.vspace
+        if vspace.get_select_type() == h5py.h5s.SEL_HYPERSLABS:
+            blocks = vspace.get_select_hyper_blocklist()
+            starts = [tuple(int(v) for v in b[0]) for b in blocks]
+            ends = [tuple(int(v) for v in b[1]) for b in blocks]
+        else:
+            dims = tuple(int(d) for d in item.shape)
+            starts, ends = [tuple(0 for _ in dims)], [tuple(d - 1 for d in dims)]
+        src_end: tuple[int, ...] | None = None
+        if entry.src_space.get_select_type() == h5py.h5s.SEL_HYPERSLABS:
+            src_blocks = entry.src_space.get_select_hyper_blocklist()
+            src_end = tuple(int(v) for v in np.max([b[1] for b in src_blocks], axis=0))
+        for start, end in zip(starts, ends, strict=True):
+            extent = tuple(e - s + 1 for s, e in zip(start, end, strict=True))
+            first, last = (0, 0) if item.ndim == 2 else (start[0], end[0])
+            maps.append(_VirtualSource(source, entry.dset_name, first, last, extent, src_end))
+    return maps
+
+
+def _missing_message(path: Path, missing: list[tuple[str, str]]) -> str:
+    """One line naming the files that an external link or virtual dataset needs."""
+    files = list(dict.fromkeys(file for _, file in missing))
+    names = list(dict.fromkeys(name for name, _ in missing))
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{path}: the frames in {where} live in other files that are missing: {shown}; "
+        f"copy them next to {path.name} (they are looked up relative to its folder)"
+    )
+
+
+def _broken_link(fh: h5py.File, path: Path, name: str) -> tuple[str, str] | None:
+    """(name, missing file) where `name` is an external link whose file cannot be opened."""
+    link = _h5_get_link(fh, name)
+    if isinstance(link, h5py.ExternalLink):
+        return name, _link_file(path, link)
+    return None
+
+
+def _link_file(path: Path, link: h5py.ExternalLink) -> str:
+    target = Path(link.filename)
+    return str(target if target.is_absolute() else path.parent / target) + f":{link.path}"
+
+
+def _h5_get_link(fh: h5py.File, name: str) -> Any:
+    try:
+        return fh.get(name, getlink=True)
+    except (KeyError, OSError, ValueError):
+        return None
+
+
+# Per-frame fields and the dataset names that hold them (BLISS first, then LIMA, NeXus
+# and Dectris).
 _H5_FIELDS: dict[str, tuple[str, ...]] = {
     "epoch_s": ("epoch", "epoch_trig", "time_of_day"),
     "exposure_s": _EXPOSURE_KEYS,
-    "period_s": _PERIOD_KEYS,
+    "period_s": (*_PERIOD_KEYS, "frame_time"),
     "latency_s": _LATENCY_KEYS,
     "position": ("position_index",),  # "position" in HDF5 is usually a motor, in mm
+    "saturation_counts": ("saturation_value", "countrate_correction_count_cutoff"),
 }
 
+# Names of the detector's own pixel mask (Dectris detectorSpecific, NeXus NXdetector).
+_PIXEL_MASK_NAMES = ("pixel_mask",)
 
-def _h5_meta(path: Path, index: int, values: dict[str, float | None]) -> FrameMeta:
+# 2-D datasets of detector shape that are never frames.
+_NOT_FRAMES = re.compile(
+    r"(^|/)(detectorSpecific|calibration)/|"
+    r"(^|/)[^/]*(mask|flat|dark|background|gain|pedestal|countrate_correction)[^/]*$",
+    re.IGNORECASE,
+)
+
+
+def _h5_meta(
+    path: Path, index: int, values: dict[str, float | None], dataset: str | None
+) -> FrameMeta:
     epoch = values["epoch_s"]
     if epoch is not None and not epoch >= MIN_EPOCH_S:
         epoch = None
     exposure, period, latency = values["exposure_s"], values["period_s"], values["latency_s"]
     if period is None and exposure is not None and latency is not None:
         period = exposure + latency
-    position = values["position"]
+    saturation = values["saturation_counts"]
+    if saturation is not None and not saturation > 0:
+        saturation = None
     return FrameMeta(
         path=path,
         frame_index=index,
         epoch_s=epoch,
         exposure_s=exposure,
         period_s=period,
-        position=_position_index(position),
+        position=_position_index(values["position"]),
+        dataset=dataset,
+        saturation_counts=saturation,
     )
 
 
@@ -811,66 +1076,257 @@ def _h5_get(group: h5py.Group, name: str) -> Any:
         return None
 
 
-def _walk_datasets(fh: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_pixel_mask(key: tuple[str, int, int], name: str) -> NDArray[np.bool_]:
+    """A pixel mask read once per file version (key: path, mtime, size), read-only."""
+    with h5py.File(key[0], "r", locking=False) as fh:
+        mask = np.asarray(fh[name][()]) != 0
+    mask.flags.writeable = False
+    return mask
+
+
+# --- finding the frames in an HDF5 file ----------------------------------------------
+
+
+@dataclass(slots=True)
+class _Found:
+    """A dataset met while walking a file: every name it has and its best role."""
+
+    item: h5py.Dataset
+    names: list[str]
+    role: int  # 3: NeXus detector data or NXdata signal, 2: BLISS/LIMA/Dectris names, 1: other
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    datasets: list[_Found]
+    broken: list[tuple[str, str]]  # (name, missing file:dataset) of dangling external links
+
+
+def _nx_class(group: h5py.Group) -> str:
+    value = group.attrs.get("NX_class", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _signal(group: h5py.Group) -> str:
+    value = group.attrs.get("signal", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _role(group: h5py.Group, key: str, name: str) -> int:
+    nx = _nx_class(group)
+    if (nx == "NXdetector" and key == "data") or (nx == "NXdata" and key == _signal(group)):
+        return 3
+    if _H5_PREFERRED.search(name) or (nx == "NXdata" and re.fullmatch(r"data_\d+", key)):
+        return 2
+    return 1
+
+
+def _walk(fh: h5py.File) -> _Walk:
     """Every dataset reachable from the root, following soft and external links.
 
     Groups reached through soft links are not entered (their hard path is), so link
-    cycles end; a dataset reached twice is listed once, under the first name met.
+    cycles end; a dataset reached twice is one entry holding all its names.
     """
-    found: list[tuple[str, h5py.Dataset]] = []
-    seen: set[Any] = set()
+    found: dict[Any, _Found] = {}
+    groups: set[Any] = set()
+    broken: list[tuple[str, str]] = []
+    path = Path(fh.filename)
 
     def visit(group: h5py.Group, prefix: str, depth: int) -> None:
         for key in group:
             link = group.get(key, getlink=True)
             item = _h5_get(group, key)
             name = f"{prefix}/{key}"
-            if item is None or item.id in seen:
+            if item is None:
+                if isinstance(link, h5py.ExternalLink):
+                    broken.append((name, _link_file(path, link)))
                 continue
-            seen.add(item.id)
             if isinstance(item, h5py.Dataset):
-                found.append((name, item))
+                role = _role(group, key, name)
+                if item.id in found:
+                    entry = found[item.id]
+                    entry.names.append(name)
+                    entry.role = max(entry.role, role)
+                else:
+                    found[item.id] = _Found(item, [name], role)
             elif (
                 isinstance(item, h5py.Group)
                 and not isinstance(link, h5py.SoftLink)
                 and depth < _MAX_H5_DEPTH
+                and item.id not in groups
             ):
+                groups.add(item.id)
                 visit(item, name, depth + 1)
 
     visit(fh, "", 0)
-    return found
+    return _Walk(list(found.values()), broken)
 
 
-def _describe_datasets(datasets: list[tuple[str, h5py.Dataset]]) -> str:
-    if not datasets:
-        return "no datasets at all"
-    shown = [f"{name} {item.shape}" for name, item in datasets[:_LISTED_DATASETS]]
-    more = len(datasets) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
+def _stack_candidates(walk: _Walk, *, shape: tuple[int, int] | None) -> list[_Found]:
+    """Datasets that may be frames: numeric stacks (n, rows, cols) of `shape`.
 
-
-def _find_frames(fh: h5py.File, path: Path, *, shape: tuple[int, int] | None) -> str:
-    """Name of the frame dataset: a numeric (n, rows, cols) stack, BLISS/LIMA names first."""
-    datasets = _walk_datasets(fh)
-    ranked: list[tuple[tuple[int, int, int, int], str]] = []
-    for order, (name, item) in enumerate(datasets):
+    A 2-D dataset is a candidate only when `shape` is known and it is no mask, flatfield,
+    dark or other detector-specific array.
+    """
+    out = []
+    for entry in walk.datasets:
+        item = entry.item
         if item.dtype.kind not in "iuf" or item.ndim not in (2, 3):
             continue
         frame_shape = tuple(item.shape[-2:])
-        if shape is not None and frame_shape != tuple(shape):
+        if min(frame_shape) < 2 or (shape is not None and frame_shape != tuple(shape)):
             continue
-        if item.ndim == 2 and shape is None:
-            continue  # a lone 2-D array is a frame only when it has the detector's shape
-        if min(frame_shape) < 2:
+        if item.ndim == 2 and (
+            shape is None or (entry.role < 3 and any(_NOT_FRAMES.search(n) for n in entry.names))
+        ):
             continue
-        preferred = 1 if _H5_PREFERRED.search(name) else 0
-        pixels = int(np.prod(frame_shape))
-        ranked.append(((item.ndim, preferred, pixels, -order), name))
-    if not ranked:
-        wanted = "(n, rows, cols)" if shape is None else f"(n, {shape[0]}, {shape[1]})"
+        out.append(entry)
+    return out
+
+
+def _series_key(name: str) -> str:
+    """The name with the scan number and data-file number left out (`/*.1/.../data_*`)."""
+    name = re.sub(r"^/\d+\.(\d+)/", r"/*.\1/", name)
+    return re.sub(r"(?<=/)data_\d+$", "data_*", name)
+
+
+def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key reading digit runs as numbers: ``scan_2`` before ``scan_10``.
+
+    Examples
+    --------
+    >>> sorted(["/10.1/d", "/2.1/d", "/1.1/d"], key=_natural_key)
+    ['/1.1/d', '/2.1/d', '/10.1/d']
+    """
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
+    )
+
+
+def _describe_datasets(entries: list[_Found]) -> str:
+    if not entries:
+        return "none"
+    shown = [f"{e.names[0]} {e.item.shape}" for e in entries[:_LISTED_DATASETS]]
+    more = len(entries) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _describe_all(walk: _Walk) -> str:
+    if not walk.datasets:
+        return "no datasets at all"
+    shown = [f"{e.names[0]} {e.item.shape}" for e in walk.datasets[:_LISTED_DATASETS]]
+    more = len(walk.datasets) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _find_stacks(
+    fh: h5py.File,
+    path: Path,
+    *,
+    shape: tuple[int, int] | None,
+    h5_dataset: str | tuple[str, ...] | None,
+) -> list[_H5Stack]:
+    """The frame stacks of a file in acquisition order (one, or one per scan / data file).
+
+    With `h5_dataset` a path, the dataset there; a list of paths, those; a pattern (with
+    ``*?[``), every dataset whose path matches it. With None, the detector's data:
+    NeXus ``NXdetector/data`` or an ``NXdata`` signal first, then BLISS, LIMA and Dectris
+    names, the same dataset in every scan (``/1.1``, ``/2.1``, ...) and every Dectris data
+    file (``data_000001``, ...). Several stacks of equal standing are an error that lists
+    them, as is a dangling link or a virtual dataset whose source file is missing.
+    """
+    if isinstance(h5_dataset, str) and not _is_pattern(h5_dataset):
+        return [_H5Stack.open(fh, path, h5_dataset, shape=shape)]
+    if isinstance(h5_dataset, tuple):
+        stacks = [_H5Stack.open(fh, path, name, shape=shape) for name in h5_dataset]
+        return _acquisition_order(stacks, by_name=False)
+    walk = _walk(fh)
+    if isinstance(h5_dataset, str):
+        pattern = h5_dataset if h5_dataset.startswith("/") else "/" + h5_dataset
+        chosen = [e for e in walk.datasets if any(fnmatch.fnmatchcase(n, pattern) for n in e.names)]
+        broken = [b for b in walk.broken if fnmatch.fnmatchcase(b[0], pattern)]
+        if broken:
+            raise FrameReadError(_missing_message(path, broken))
+        if not chosen:
+            listed = _describe_datasets(_stack_candidates(walk, shape=shape))
+            msg = (
+                f"{path}: no dataset matches h5_dataset {h5_dataset!r} "
+                f"(frame stacks in the file: {listed})"
+            )
+            raise FrameReadError(msg)
+    else:
+        chosen = _choose_series(walk, path, shape=shape)
+    stacks = [
+        _H5Stack.open(fh, path, _display_name(e), shape=shape, aliases=tuple(e.names))
+        for e in chosen
+    ]
+    return _acquisition_order(stacks, by_name=True)
+
+
+def _display_name(entry: _Found) -> str:
+    """The name to record: the first met (the hard path where a link leads to it)."""
+    return entry.names[0]
+
+
+def _choose_series(walk: _Walk, path: Path, *, shape: tuple[int, int] | None) -> list[_Found]:
+    candidates = _stack_candidates(walk, shape=shape)
+    wanted = "(n, rows, cols)" if shape is None else f"(n, {shape[0]}, {shape[1]})"
+    if not candidates:
+        if walk.broken:
+            raise FrameReadError(_missing_message(path, walk.broken))
         msg = (
-            f"{path}: no frame dataset of shape {wanted} (found: {_describe_datasets(datasets)}); "
+            f"{path}: no frame dataset of shape {wanted} (found: {_describe_all(walk)}); "
             "give the dataset path (h5_dataset) or check the detector"
         )
         raise FrameReadError(msg)
-    return max(ranked)[1]
+    best = max(e.role for e in candidates)
+    series: dict[str, list[_Found]] = {}
+    for entry in candidates:
+        if entry.role == best:
+            series.setdefault(_series_key(_display_name(entry)), []).append(entry)
+    if len(series) > 1 and shape is None:
+        # no detector given: the biggest frames are the detector's (a camera's are small)
+        pixels = {k: max(int(np.prod(e.item.shape[-2:])) for e in v) for k, v in series.items()}
+        top = max(pixels.values())
+        series = {k: v for k, v in series.items() if pixels[k] == top}
+    if len(series) > 1:
+        listed = "; ".join(
+            ", ".join(f"{e.names[0]} {e.item.shape}" for e in v[:3]) for v in series.values()
+        )
+        msg = (
+            f"{path}: {len(series)} datasets could be the frames {wanted} and none is marked "
+            f"as the detector's data (NeXus NXdetector/data or NXdata signal): {listed}; "
+            'choose with h5_dataset = "<path>" (or a list, or a pattern like "/*.1/<path>")'
+        )
+        raise FrameReadError(msg)
+    ((key, chosen),) = series.items()
+    broken = [b for b in walk.broken if _series_key(b[0]) == key]
+    if broken:
+        raise FrameReadError(_missing_message(path, broken))
+    return chosen
+
+
+def _is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def _acquisition_order(stacks: list[_H5Stack], *, by_name: bool) -> list[_H5Stack]:
+    """Stacks ordered by their first time stamp where all have one, else by scan number.
+
+    Never by the names' string order: scan ``/10.1`` comes after ``/2.1``.
+    """
+    if len(stacks) < 2:
+        return stacks
+    if by_name:
+        stacks = sorted(stacks, key=lambda s: _natural_key(s.name))
+    starts = [s.metadata(0).epoch_s for s in stacks]
+    if all(t is not None for t in starts):
+        order = sorted(range(len(stacks)), key=lambda i: (starts[i], i))
+        stacks = [stacks[i] for i in order]
+    return stacks

@@ -256,7 +256,7 @@ def test_plain_hdf5_stack_at_a_given_path(tmp_path):
     assert refs == [FrameRef(path, i, "frames/images") for i in range(3)]
     frame = read_frame(refs[2], shape=SHAPE_300K)
     np.testing.assert_array_equal(frame.data, stack[2])
-    assert frame.meta == FrameMeta(path, 2)
+    assert frame.meta == FrameMeta(path, 2, dataset="frames/images")
 
 
 def lima_file(path, n=3, compression=None):
@@ -289,7 +289,9 @@ def test_lima_layout_is_found_and_read(tmp_path, compression):
     frames = list(iter_frames(path, shape=SHAPE_300KW))
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(frame.data, stack[i])
-        assert frame.meta == FrameMeta(path, i, None, 9.9, pytest.approx(10.0), None)
+        assert frame.meta == FrameMeta(
+            path, i, None, 9.9, pytest.approx(10.0), None, dataset=refs[0].h5_dataset
+        )
     assert read_frame(refs[1], shape=SHAPE_300KW).meta == frames[1].meta
 
 
@@ -325,7 +327,9 @@ def test_bliss_layout_with_per_frame_time_stamps(tmp_path):
     frames = list(iter_frames(path, shape=SHAPE_300KW))
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(frame.data, stack[i])
-        assert frame.meta == FrameMeta(path, i, START_EPOCH_S + 10.0 * i, 9.99, 10.0, i)
+        assert frame.meta == FrameMeta(
+            path, i, START_EPOCH_S + 10.0 * i, 9.99, 10.0, i, dataset=refs[0].h5_dataset
+        )
         assert read_frame(refs[i]).meta == frame.meta
     basler = list_frames(path, shape=(64, 80))
     assert basler[0].h5_dataset in ("/1.1/instrument/basler/data", "/1.1/measurement/basler")
@@ -335,7 +339,9 @@ def test_bliss_measurement_link_reads_the_detector_metadata(tmp_path):
     path = tmp_path / "sample_0001.h5"
     bliss_file(path)
     frame = read_frame(FrameRef(path, 1, "/1.1/measurement/pilatus"), shape=SHAPE_300KW)
-    assert frame.meta == FrameMeta(path, 1, START_EPOCH_S + 10.0, 9.99, 10.0, 1)
+    assert frame.meta == FrameMeta(
+        path, 1, START_EPOCH_S + 10.0, 9.99, 10.0, 1, dataset="/1.1/measurement/pilatus"
+    )
 
 
 def test_hdf5_found_without_a_shape_prefers_bliss_names(tmp_path):

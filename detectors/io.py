@@ -733,6 +733,7 @@ class _H5Stack:
     """One frame dataset of an open HDF5 file and where its metadata live."""
 
     path: Path
+    root: h5py.File  # the file opened (a Dectris master), which may link to the data's
     dataset: h5py.Dataset
     name: str
     anchors: tuple[str, ...]  # dataset paths whose parents hold the metadata
@@ -771,7 +772,7 @@ class _H5Stack:
             link = _h5_get_link(fh, anchor)
             if isinstance(link, h5py.SoftLink):
                 anchors[link.path] = None
-        stack = cls(path, item, name, tuple(anchors))
+        stack = cls(path, fh, item, name, tuple(anchors))
         if stack.n_frames == 0:
             msg = f"{path}: dataset {name} holds no frames (shape {item.shape})"
             raise FrameReadError(msg)
@@ -841,12 +842,16 @@ class _H5Stack:
 
         Up from the frames' group(s): each group and its ``measurement``, ``acquisition``,
         ``acq_parameters``, ``parameters``, ``instrument/detector`` and ``detectorSpecific``
-        subgroups.
+        subgroups; in the file opened, then in the data's own file where a link leads to
+        another (a Dectris data file).
         """
         places: list[h5py.Group] = []
-        seen: set[str] = set()
-        for anchor in self.anchors:
-            group = _h5_get(self.dataset.file, anchor.rsplit("/", 1)[0] or "/")
+        seen: set[tuple[str, str]] = set()
+        starts = [(self.root, anchor) for anchor in self.anchors]
+        if self.dataset.file.filename != self.root.filename:
+            starts.append((self.dataset.file, self.dataset.name))
+        for fh, anchor in starts:
+            group = _h5_get(fh, anchor.rsplit("/", 1)[0] or "/")
             while isinstance(group, h5py.Group):
                 members = set(group)
                 for place in (
@@ -857,8 +862,11 @@ class _H5Stack:
                         if sub.split("/", 1)[0] in members
                     ),
                 ):
-                    if isinstance(place, h5py.Group) and place.name not in seen:
-                        seen.add(place.name)
+                    if not isinstance(place, h5py.Group):
+                        continue
+                    key = (place.file.filename, place.name)
+                    if key not in seen:
+                        seen.add(key)
                         places.append(place)
                 if group.name == "/":
                     break
@@ -992,8 +1000,10 @@ def _broken_link(fh: h5py.File, path: Path, name: str) -> tuple[str, str] | None
 
 
 def _link_file(path: Path, link: h5py.ExternalLink) -> str:
+    """The file an external link needs (with the dataset, where the file is there)."""
     target = Path(link.filename)
-    return str(target if target.is_absolute() else path.parent / target) + f":{link.path}"
+    target = target if target.is_absolute() else path.parent / target
+    return f"{target}:{link.path}" if target.exists() else str(target)
 
 
 def _h5_get_link(fh: h5py.File, name: str) -> Any:
@@ -1196,13 +1206,25 @@ def _series_key(name: str) -> str:
     return re.sub(r"(?<=/)data_\d+$", "data_*", name)
 
 
-def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key reading digit runs as numbers: ``scan_2`` before ``scan_10``.
+
+    Parameters
+    ----------
+    name : str
+        A file name or HDF5 dataset path.
+
+    Returns
+    -------
+    tuple
+        Compares digit runs by value and other text by character.
 
     Examples
     --------
-    >>> sorted(["/10.1/d", "/2.1/d", "/1.1/d"], key=_natural_key)
+    >>> sorted(["/10.1/d", "/2.1/d", "/1.1/d"], key=natural_key)
     ['/1.1/d', '/2.1/d', '/10.1/d']
+    >>> sorted(["scan_10.cbf", "scan_2.cbf"], key=natural_key)
+    ['scan_2.cbf', 'scan_10.cbf']
     """
     return tuple(
         (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
@@ -1324,7 +1346,7 @@ def _acquisition_order(stacks: list[_H5Stack], *, by_name: bool) -> list[_H5Stac
     if len(stacks) < 2:
         return stacks
     if by_name:
-        stacks = sorted(stacks, key=lambda s: _natural_key(s.name))
+        stacks = sorted(stacks, key=lambda s: natural_key(s.name))
     starts = [s.metadata(0).epoch_s for s in stacks]
     if all(t is not None for t in starts):
         order = sorted(range(len(stacks)), key=lambda i: (starts[i], i))

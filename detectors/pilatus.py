@@ -2,8 +2,15 @@
 
 Masks follow pyFAI's convention: True (nonzero) = masked. The static mask (module gaps
 and a user mask) is built once per geometry; :func:`frame_mask` adds a frame's own bad
-pixels (negative: gaps and dead pixels as Pilatus writes them; saturated; NaN in float
-frames) and runs on every frame, so it is a few vectorised comparisons.
+pixels and runs on every frame, so it is a few vectorised comparisons.
+
+Which values are invalid follows the frame's data type, for any detector
+(:func:`valid_counts`): the largest value of an integer type (65535 in 16-bit Eiger,
+Lambda or Pilatus4 data, 2**32 - 1 in 32-bit data, where Dectris writes gaps and bad
+pixels), negative values (Pilatus writes -1 in gaps and -2 in dead pixels), NaN and
+infinities in float frames, and counts at or above the detector's own saturation where
+it is known (the file's ``Count_cutoff`` / ``saturation_value``, else
+:data:`SATURATION_COUNTS` for a Pilatus, see :func:`detector_saturation_counts`).
 
 The two study detectors (SCIENCE.md), 172 um pixels, three 195 x 487 modules each:
 
@@ -207,16 +214,83 @@ def static_mask(detector: str, *, user_mask: NDArray[Any] | None = None) -> NDAr
     return mask
 
 
+def detector_saturation_counts(detector: str) -> float | None:
+    """Counts at which a detector model saturates, where it is known from the model alone.
+
+    Parameters
+    ----------
+    detector : str
+        pyFAI detector name, any case.
+
+    Returns
+    -------
+    float or None
+        :data:`SATURATION_COUNTS` for a Pilatus (20-bit counters); None for others, whose
+        limit is the largest value of their data type (:func:`valid_counts`).
+
+    Examples
+    --------
+    >>> detector_saturation_counts("Pilatus300kw"), detector_saturation_counts("Eiger2_1M")
+    (1048573, None)
+    """
+    return SATURATION_COUNTS if _loose(detector).startswith("pilatus") else None
+
+
+def valid_counts(
+    values: NDArray[Any], *, saturation_counts: float | None = None
+) -> NDArray[np.bool_]:
+    """Which pixel values are real counts, by the data type and the detector's saturation.
+
+    Invalid: negative values; the largest value of an integer type (an unsigned 16-bit
+    pixel at 65535 is a gap, a bad pixel or an overflow, never a count); NaN and
+    infinities; values at or above `saturation_counts`.
+
+    Parameters
+    ----------
+    values : ndarray
+        Pixel values as read (any shape, integer or float).
+    saturation_counts : float or None
+        Counts at or above which the detector saturates; None for no limit but the type's.
+
+    Returns
+    -------
+    ndarray of bool, same shape as `values`
+        True for valid counts.
+
+    Examples
+    --------
+    >>> valid_counts(np.array([0, 7, 65534, 65535], dtype=np.uint16)).tolist()
+    [True, True, True, False]
+    >>> valid_counts(np.array([5.0, -1.0, np.nan, 2e6]), saturation_counts=1e6).tolist()
+    [True, False, False, False]
+    """
+    kind = values.dtype.kind
+    if kind == "u":
+        valid = values < np.iinfo(values.dtype).max
+    elif kind == "i":
+        valid = (values >= 0) & (values < np.iinfo(values.dtype).max)
+    elif kind == "b":
+        valid = np.ones(values.shape, dtype=bool)
+    else:
+        valid = np.isfinite(values)
+        valid &= values >= 0
+    if saturation_counts is not None:
+        valid &= values < saturation_counts
+    return valid
+
+
 def frame_mask(
     data: NDArray[Any],
     static: NDArray[np.bool_],
     *,
-    saturation_counts: float = SATURATION_COUNTS,
+    saturation_counts: float | None = SATURATION_COUNTS,
+    pixel_mask: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.bool_]:
     """Static mask plus a frame's own bad pixels, True = masked.
 
-    A pixel is masked where the static mask is set, where the frame is negative (Pilatus
-    writes -1 in gaps and -2 in dead pixels), at or above `saturation_counts`, or NaN.
+    A pixel is masked where the static mask or the detector's `pixel_mask` is set, or
+    where its value is no valid count (:func:`valid_counts`: negative, the type's largest
+    value, NaN, at or above `saturation_counts`).
 
     Parameters
     ----------
@@ -224,8 +298,10 @@ def frame_mask(
         The frame as read, in counts.
     static : ndarray of bool, shape (rows, cols)
         The static mask (:func:`static_mask`).
-    saturation_counts : float
-        Counts at which a pixel is taken as saturated.
+    saturation_counts : float or None
+        Counts at which a pixel is taken as saturated; None for the data type's limit only.
+    pixel_mask : ndarray of bool, shape (rows, cols), or None
+        The detector's own mask read with the frame (``Frame.pixel_mask``), True = masked.
 
     Returns
     -------
@@ -236,11 +312,14 @@ def frame_mask(
     >>> frame = np.array([[5, -1], [1_048_573, 7]])
     >>> frame_mask(frame, np.array([[False, False], [False, True]])).tolist()
     [[False, True], [True, True]]
+    >>> eiger = np.array([[5, 65535], [3, 7]], dtype=np.uint16)
+    >>> frame_mask(eiger, np.zeros((2, 2), bool), saturation_counts=None,
+    ...            pixel_mask=np.array([[False, False], [True, False]])).tolist()
+    [[False, True], [True, False]]
     """
-    mask = static | (data < 0)
-    mask |= data >= saturation_counts
-    if data.dtype.kind in "fc":
-        mask |= np.isnan(data)
+    mask = static | ~valid_counts(np.asarray(data), saturation_counts=saturation_counts)
+    if pixel_mask is not None:
+        mask |= np.asarray(pixel_mask, dtype=bool)
     return mask
 
 

@@ -11,7 +11,8 @@ Schema (version 1)::
     poni = "gisaxs.poni"              # pyFAI geometry
     incidence_angle_deg = 0.3
     detector = "Pilatus300kw"         # optional: overrides the PONI file's detector
-    h5_dataset = "/entry_0000/measurement/data"   # optional: HDF5 frame dataset
+    h5_dataset = "/entry_0000/measurement/data"   # optional: HDF5 frame dataset(s): a path,
+                                      # a list, or a pattern ("/*.1/measurement/pilatus")
     mask = "mask.edf"                 # optional: user mask, nonzero = masked
     tilt_angle_deg = 0.0
     sample_orientation = "auto"       # or a pyFAI code 1-4
@@ -88,7 +89,7 @@ class DetectorSettings:
     poni: Path
     incidence_angle_deg: float
     detector: str | None = None
-    h5_dataset: str | None = None
+    h5_dataset: str | tuple[str, ...] | None = None
     mask: Path | None = None
     tilt_angle_deg: float = 0.0
     sample_orientation: int | Literal["auto"] = "auto"
@@ -245,7 +246,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         poni=_resolve(_string(table, "poni", kind), base_dir),
         incidence_angle_deg=_number(table, "incidence_angle_deg", None, kind),
         detector=_optional_string(table, "detector", kind),
-        h5_dataset=_optional_string(table, "h5_dataset", kind),
+        h5_dataset=_h5_dataset(table, kind),
         mask=_optional_path(table, "mask", base_dir, kind),
         tilt_angle_deg=_number(table, "tilt_angle_deg", 0.0, kind),
         sample_orientation=orientation,
@@ -311,6 +312,17 @@ def _optional_string(table: Mapping[str, Any], key: str, kind: str) -> str | Non
         msg = f"[{kind}] {key} must be a string, got {value!r}"
         raise ConfigError(msg)
     return value
+
+
+def _h5_dataset(table: Mapping[str, Any], kind: str) -> str | tuple[str, ...] | None:
+    """``h5_dataset``: a dataset path or pattern, or a list of paths (a tuple)."""
+    value = table.get("h5_dataset")
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            msg = f"[{kind}] h5_dataset must be a path, a pattern or a list of paths, got {value!r}"
+            raise ConfigError(msg)
+        return tuple(value)
+    return _optional_string(table, "h5_dataset", kind)
 
 
 def _optional_path(table: Mapping[str, Any], key: str, base_dir: Path, kind: str) -> Path | None:

@@ -31,6 +31,7 @@ from scipy import sparse
 
 from calibration.geometry import GIGeometry, QMaps
 from detectors.errors import GeometryError
+from detectors.pilatus import valid_counts
 
 #: pyFAI integration method of the oracle and of :func:`map_2d`: no pixel splitting,
 #: as pyFAI advises for grazing incidence.
@@ -264,9 +265,12 @@ def integrate_cut(
 ) -> QCut:
     """Integrate one frame along q_par through the plan's q_perp band.
 
-    Negative pixels (Pilatus writes -1 and -2 in gaps and dead pixels), non-finite pixels,
-    pixels at or above `saturation_counts` and those True in `dynamic_mask` are left out of
-    this frame only. Only the band's pixels are tested.
+    Pixels that hold no valid count are left out of this frame only, by the frame's data
+    type (:func:`detectors.pilatus.valid_counts`): negative values (Pilatus writes -1 and
+    -2 in gaps and dead pixels), the largest value of an integer type (65535 in 16-bit
+    Eiger data), non-finite values, values at or above `saturation_counts`; and those True
+    in `dynamic_mask` (the detector's own pixel mask, hot pixels). Only the band's pixels
+    are tested.
 
     Parameters
     ----------
@@ -275,7 +279,7 @@ def integrate_cut(
     data : ndarray of shape (rows, cols)
         The frame, in counts.
     dynamic_mask : ndarray of bool, shape (rows, cols), or None
-        True for pixels to leave out of this frame (hot pixels, say).
+        True for pixels to leave out of this frame (``Frame.pixel_mask``, hot pixels).
     saturation_counts : float or None
         Counts at or above which a pixel is saturated and left out (None: no limit).
 
@@ -304,11 +308,7 @@ def integrate_cut(
     """
     _check_shape(data, plan.frame_shape, "frame")
     values = np.asarray(data).reshape(-1)[plan.pixel_index]
-    valid = values >= 0
-    if values.dtype.kind in "fc":
-        valid &= np.isfinite(values)
-    if saturation_counts is not None:
-        valid &= values < saturation_counts
+    valid = valid_counts(values, saturation_counts=saturation_counts)
     if dynamic_mask is not None:
         _check_shape(dynamic_mask, plan.frame_shape, "dynamic_mask")
         valid &= ~np.asarray(dynamic_mask, dtype=bool).reshape(-1)[plan.pixel_index]

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from calibration.geometry import GIGeometry
 from calibration.io import load_poni, load_resolution
 from detectors.errors import ConfigError, FrameReadError
-from detectors.io import FrameRef, list_frames, read_mask_file
+from detectors.io import FrameRef, list_frames, natural_key, read_mask_file
 from detectors.pilatus import canonical_detector_name, static_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
@@ -75,7 +75,11 @@ def load_config(path: Path) -> Config:
 def expand_frames(
     settings: DetectorSettings, *, shape: tuple[int, int] | None = None
 ) -> list[FrameRef]:
-    """Every frame of a detector's globs, in file-name order then frame order.
+    """Every frame of a detector's globs, once each.
+
+    Files come in name order, numbers read as numbers (``scan_2`` before ``scan_10``),
+    then the frames of each file in acquisition order. A file matched by two globs is
+    listed once.
 
     A file whose frames cannot be listed (an unreadable HDF5 file, say) is kept as one
     frame reference, so that the batch flags it instead of stopping.
@@ -86,12 +90,20 @@ def expand_frames(
         If a glob matches no file.
     """
     refs: list[FrameRef] = []
+    seen: set[Path] = set()
     for pattern in settings.frames:
-        paths = sorted(glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        paths = (
+            sorted(glob(pattern), key=natural_key)
+            if any(c in pattern for c in "*?[")
+            else [pattern]
+        )
         if not paths or not Path(paths[0]).exists():
             msg = f"[{settings.kind}] frames: {pattern!r} matches no file"
             raise ConfigError(msg)
         for name in paths:
+            if Path(name).resolve() in seen:
+                continue
+            seen.add(Path(name).resolve())
             try:
                 refs.extend(list_frames(Path(name), shape=shape, h5_dataset=settings.h5_dataset))
             except FrameReadError:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from calibration.geometry import GIGeometry, QMaps
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
-from detectors.pilatus import SATURATION_COUNTS
+from detectors.pilatus import detector_saturation_counts
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
@@ -216,9 +216,12 @@ def reduce_frame(
         Never raises for a frame that was read: a failed fit is a flagged result.
     """
     data = frame.data
-    # gaps and the user mask are in the plan; negative and saturated pixels of this frame
-    # are tested on the band's pixels only
-    cut = integrate_cut(plan.cut, data, saturation_counts=SATURATION_COUNTS)
+    # gaps and the user mask are in the plan; the detector's pixel mask and the frame's
+    # invalid values (by its data type, and its saturation) are tested on the band only
+    saturation = frame.meta.saturation_counts
+    if saturation is None:
+        saturation = detector_saturation_counts(plan.geometry.detector.detector)
+    cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
     meta = frame.meta
     common = {
         "kind": plan.kind,

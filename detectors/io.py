@@ -458,9 +458,11 @@ def read_mask_file(path: Path | str, *, shape: tuple[int, int]) -> NDArray[np.bo
         except (OSError, ValueError, EOFError) as err:
             msg = f"{path}: cannot read the mask ({_brief(err)}); save it with numpy.save"
             raise FrameReadError(msg) from None
+    elif _is_hdf5(path):
+        with _open_h5(path) as fh:
+            data = _h5_mask(fh, path, shape=shape)
     else:
-        # HDF5: the shape picks the mask dataset; other files: the shape is checked below
-        data = read_frame(path, shape=shape if _is_hdf5(path) else None).data
+        data = read_frame(path).data
     if data.shape != tuple(shape):
         msg = (
             f"{path}: mask of shape {data.shape} does not fit the detector's frames of "
@@ -1098,6 +1100,27 @@ def _cached_pixel_mask(key: tuple[str, int, int], name: str) -> NDArray[np.bool_
         mask = np.asarray(fh[name][()]) != 0
     mask.flags.writeable = False
     return mask
+
+
+def _h5_mask(fh: h5py.File, path: Path, *, shape: tuple[int, int]) -> NDArray[Any]:
+    """The one 2-D dataset of `shape` in a mask file (one named like a mask if several)."""
+    walk = _walk(fh)
+    found = [
+        e
+        for e in walk.datasets
+        if e.item.ndim == 2 and tuple(e.item.shape) == tuple(shape) and e.item.dtype.kind in "biuf"
+    ]
+    if len(found) > 1:
+        found = [e for e in found if any("mask" in n.rsplit("/", 1)[-1].lower() for n in e.names)]
+    if len(found) != 1:
+        wanted = f"({shape[0]}, {shape[1]})"
+        listed = _describe_all(walk) if not found else _describe_datasets(found)
+        msg = (
+            f"{path}: no single 2-D mask dataset of shape {wanted} (found: {listed}); "
+            "save the mask alone in the file, or as .npy, .edf or .tif"
+        )
+        raise FrameReadError(msg)
+    return np.asarray(found[0].item[()])
 
 
 # --- finding the frames in an HDF5 file ----------------------------------------------

@@ -2,13 +2,22 @@
 
 from datetime import UTC, datetime
 
+import h5py
 import numpy as np
 import pytest
 from fabio.edfimage import EdfImage
 from PIL import Image
 
 from calibration.geometry import DetectorGeometry, GIGeometry
-from detectors.io import FrameRef, iter_frames, list_frames, read_frame, write_cbf
+from detectors.errors import FrameReadError
+from detectors.io import (
+    FrameRef,
+    iter_frames,
+    list_frames,
+    read_frame,
+    read_mask_file,
+    write_cbf,
+)
 from detectors.pilatus import (
     SATURATION_COUNTS,
     detector_saturation_counts,
@@ -222,3 +231,22 @@ def test_refs_name_their_dataset(tmp_path):
     assert FrameRef(path, 0, "/1.1/measurement/p").dataset == "/1.1/measurement/p"
     assert FrameRef(path, 0, "/*.1/measurement/p").dataset is None
     assert FrameRef(path, 0, ("/1.1/a", "/2.1/a")).dataset is None
+
+
+def test_hdf5_user_mask_named_mask_is_read(tmp_path):
+    # a 2-D dataset called "mask" is never a frame, but it is a mask file's content
+    path = tmp_path / "mask.h5"
+    mask = np.zeros((3, 4), np.uint8)
+    mask[1, 2] = 1
+    with h5py.File(path, "w") as fh:
+        fh["entry/mask"] = mask
+    np.testing.assert_array_equal(read_mask_file(path, shape=(3, 4)), mask != 0)
+    with h5py.File(path, "a") as fh:
+        fh["entry/image"] = np.ones((3, 4))  # a frame beside it: the mask still wins
+    np.testing.assert_array_equal(read_mask_file(path, shape=(3, 4)), mask != 0)
+    with h5py.File(path, "a") as fh:
+        fh["entry/mask_2"] = mask
+    with pytest.raises(FrameReadError, match=r"mask\.h5: no single 2-D mask dataset"):
+        read_mask_file(path, shape=(3, 4))
+    with pytest.raises(FrameReadError, match=r"no single 2-D mask dataset of shape \(5, 4\)"):
+        read_mask_file(path, shape=(5, 4))

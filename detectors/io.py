@@ -14,17 +14,36 @@ Pilatus CBF headers written by :func:`write_cbf` (and by the detector) look like
     # Position_index 7
 
 The time stamp carries no zone and is taken as UTC; ``Position_index`` is this project's
-convention for the sample-position index. EDF headers are searched for the usual ESRF/LIMA
-keys (``time_of_day``, ``time``/``date``, ``acq_expo_time``/``count_time``, ...).
+convention for the sample-position index; ``Count_cutoff`` gives the saturation. TIFF files
+from camserver carry the same lines in their ImageDescription, and the ``DateTime`` tag
+(``2026:11:25 10:00:00``) where the lines have no time stamp. EDF headers are searched for
+the usual ESRF/LIMA keys (``time_of_day`` as s since 1970 or as a date, ``time``/``date``,
+``acq_expo_time``/``count_time``, ...).
 
 HDF5 files are read lazily, one frame slice a read (the file is opened per read, or once
 per :func:`iter_frames`), never the whole stack. With no dataset path given, the frames are
-found by walking the file: the 3-D numeric dataset (n, rows, cols) whose frame shape is the
-detector's, preferring BLISS/LIMA names (``/1.1/measurement/<det>``,
-``/1.1/instrument/<det>/data``, ``/entry_0000/measurement/data``). Per-frame time stamps
-are taken from a BLISS ``measurement/epoch`` (or ``epoch_trig``) dataset next to them, and
-exposure times from ``acq_parameters/acq_expo_time`` (BLISS) or
-``acquisition/exposure_time`` (LIMA) where present.
+the detector's data, found by walking the file (following soft and external links):
+
+1. NeXus roles first: ``data`` of an ``NXdetector``, the ``signal`` of an ``NXdata``;
+2. then BLISS, LIMA and Dectris names (``/1.1/measurement/<det>``,
+   ``/1.1/instrument/<det>/data``, ``/entry_0000/measurement/data``,
+   ``/entry/data/data_000001``), then any other numeric stack (n, rows, cols) of the
+   detector's frame shape. A 2-D dataset is one frame only where it has the detector's
+   shape and is no mask, flatfield, dark or ``detectorSpecific`` array.
+3. The same dataset in every scan (``/1.1``, ``/2.1``, ``/10.1``) or every Dectris data
+   file is one series, read whole in acquisition order: by first time stamp where every
+   stack has one, else by scan or file number read as a number (never string order).
+4. Several candidates of equal standing (``data`` and ``dark`` with no NeXus role) are an
+   error listing them; ``h5_dataset`` (a path, a list or a pattern) chooses.
+
+A dangling external link of the chosen series, or a virtual dataset whose source file is
+missing or shorter than the frames it maps, is an error naming the file: HDF5 itself would
+read zeros. Per-frame time stamps are taken from a BLISS ``measurement/epoch`` (or
+``epoch_trig``) dataset next to the frames, exposure times from
+``acq_parameters/acq_expo_time`` (BLISS), ``acquisition/exposure_time`` (LIMA) or
+``instrument/detector/count_time`` (NeXus, Dectris), and the detector's own mask from a
+``pixel_mask`` of the detector's shape next to them (``detectorSpecific/pixel_mask``,
+``NXdetector/pixel_mask``; nonzero = masked), returned as ``Frame.pixel_mask``.
 """
 
 from __future__ import annotations
@@ -38,7 +57,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fabio
 import h5py
@@ -349,8 +368,9 @@ def iter_frames(
     with _open_h5(path) as fh:
         for stack in _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset)):
             metadata = stack.all_metadata()
+            pixel_mask = stack.pixel_mask()
             for index in range(stack.n_frames):
-                yield stack.frame(index, metadata[index])
+                yield stack.read(index, metadata[index], pixel_mask)
 
 
 def _h5_names(h5_dataset: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
@@ -788,8 +808,17 @@ class _H5Stack:
     def n_frames(self) -> int:
         return 1 if self.dataset.ndim == 2 else int(self.dataset.shape[0])
 
-    def frame(self, index: int, meta: FrameMeta | None = None) -> Frame:
-        """Frame `index`, with `meta` or else its metadata read from the file."""
+    def frame(self, index: int) -> Frame:
+        """Frame `index` with its metadata and the detector's pixel mask."""
+        return self.read(index, None)
+
+    def read(
+        self,
+        index: int,
+        meta: FrameMeta | None,
+        pixel_mask: NDArray[np.bool_] | Literal["find"] | None = "find",
+    ) -> Frame:
+        """Frame `index` with `meta` (None: read it) and `pixel_mask` (``"find"``: look it up)."""
         if not 0 <= index < self.n_frames:
             msg = (
                 f"{self.path}: frame {index} out of range, {self.name} holds "
@@ -804,7 +833,8 @@ class _H5Stack:
             msg = f"{self.path}: cannot read frame {index} of {self.name} ({_brief(err)})"
             raise FrameReadError(msg) from None
         meta = self.metadata(index) if meta is None else meta
-        return Frame(np.asarray(data), meta, self.pixel_mask())
+        mask = self.pixel_mask() if isinstance(pixel_mask, str) else pixel_mask
+        return Frame(np.asarray(data), meta, mask)
 
     def pixel_mask(self) -> NDArray[np.bool_] | None:
         """The detector's own pixel mask stored with the frames (nonzero = masked)."""

@@ -1019,7 +1019,8 @@ def _missing_message(path: Path, missing: list[tuple[str, str]]) -> str:
     where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
         f"{path}: the frames in {where} live in other files that are missing: {shown}; "
-        f"copy them next to {path.name} (they are looked up relative to its folder)"
+        f"copy them to those paths (HDF5 looks up relative names beside {path.name}), or "
+        "choose other frames with h5_dataset"
     )
 
 

@@ -285,7 +285,8 @@ def test_dectris_master_without_its_data_files_names_them(tmp_path):
         message = str(info.value)
         assert "series_data_000001.h5" in message
         assert "series_data_000003.h5" in message
-        assert "copy them next to series_master.h5" in message
+        assert "copy them to those paths" in message
+        assert str(tmp_path / "series_data_000001.h5") in message
 
 
 def test_a_lone_flatfield_or_pixel_mask_is_no_frame(tmp_path):

@@ -271,7 +271,7 @@ def test_dectris_master_reads_every_data_file_in_order(tmp_path):
 
 
 def test_dectris_master_without_its_data_files_names_them(tmp_path):
-    path = dectris_series(tmp_path, [4, 4, 3])
+    path = dectris_series(tmp_path, [4, 4, 3], pixel_mask=np.zeros(SHAPE, np.uint32))
     (tmp_path / "series_data_000002.h5").unlink()  # one file not transferred
     with pytest.raises(FrameReadError, match=r"series_data_000002\.h5") as info:
         list_frames(path, shape=SHAPE)

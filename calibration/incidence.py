@@ -691,12 +691,7 @@ def _elevation_maps(
     maps: QMaps, geometry: GIGeometry
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Elevation above the incident beam (rad) and sqrt(n_up^2 + n_beam^2) per pixel."""
-    k = geometry.k_per_nm
-    sin_a, cos_a = math.sin(geometry.incidence_angle_rad), math.cos(geometry.incidence_angle_rad)
-    q_sq = maps.q_par_per_nm**2 + maps.q_perp_per_nm**2
-    n_beam = 1 - q_sq / (2 * k**2)
-    n_up = (maps.q_perp_per_nm / k - sin_a + n_beam * sin_a) / cos_a
-    return np.arctan2(n_up, n_beam), np.hypot(n_up, n_beam)
+    return geometry.elevation_rad(maps)
 
 
 def _pixel_angle_rad(geometry: GIGeometry) -> float:

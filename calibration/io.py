@@ -16,6 +16,7 @@ from pyFAI.io.ponifile import PoniFile
 from calibration.geometry import DetectorGeometry
 from calibration.resolution import PEAK_SHAPES, InstrumentResolution
 from detectors.errors import GeometryError
+from detectors.pilatus import canonical_detector_name
 
 #: Version of the resolution JSON schema written by :func:`save_resolution`.
 RESOLUTION_SCHEMA_VERSION = 1
@@ -37,11 +38,19 @@ _MODEL_KEYS = {"name", "formula", "fwhm0_per_nm", "relative_fwhm", "q_range_per_
 _MODEL_FORMULA = "fwhm_per_nm = sqrt(fwhm0_per_nm**2 + (relative_fwhm * q_per_nm)**2)"
 
 
-def load_poni(path: str | Path) -> DetectorGeometry:
+def load_poni(path: str | Path, *, detector: str | None = None) -> DetectorGeometry:
     """Read a pyFAI PONI file (versions 1 to 3) into a :class:`DetectorGeometry`.
 
-    The file is parsed by pyFAI's ``PoniFile``; the detector orientation is pyFAI's
-    (``Detector_config`` ``"orientation"``; files without one get pyFAI's default, 3).
+    The file is parsed by pyFAI's ``PoniFile`` and pyFAI's detector is kept as pyFAI
+    builds it from the file: a named model with its ``Detector_config`` (binning,
+    orientation, pixel sizes: a Rayonix MX225 binned 3 x 3 gives 2048 x 2048 frames of
+    110 um pixels), a generic ``Detector: Detector`` with ``pixel1``, ``pixel2`` and
+    ``max_shape`` (as pyFAI-calib2 and Dioptas write it), or a version-1 file with
+    ``PixelSize1/2`` only. A generic detector without ``max_shape`` has no frame shape
+    yet: :meth:`DetectorGeometry.with_frame_shape` gives it the frames' shape. A
+    relative spline file is looked for next to the PONI file. The detector orientation
+    is pyFAI's (``Detector_config`` ``"orientation"``; files without one get pyFAI's
+    default, 3).
 
     Dioptas writes PONI files for images flipped vertically relative to pyFAI's view of
     the same detector, so with a Dioptas PONI the direct beam and the specular spot land
@@ -54,6 +63,11 @@ def load_poni(path: str | Path) -> DetectorGeometry:
     ----------
     path : str or Path
         PONI file.
+    detector : str or None
+        pyFAI detector name that overrides the file's detector (any case or spelling
+        ``canonical_detector_name`` accepts). It is applied before any check, so the file
+        may then lack a Detector line or pixel sizes; the file's orientation is kept, and
+        its detector configuration too when it names the same model.
 
     Returns
     -------
@@ -63,30 +77,41 @@ def load_poni(path: str | Path) -> DetectorGeometry:
     Raises
     ------
     GeometryError
-        If the file is missing or unreadable, lacks a key (Detector, Distance, Poni1,
-        Poni2, Rot1-3, Wavelength), names a detector without a pyFAI name, or holds a
-        value pyFAI cannot use. The one-line message names the file.
+        If the file is missing or unreadable, lacks a key (Distance, Poni1, Poni2, Rot1-3,
+        Wavelength; a Detector line in version 2 or pixel sizes in version 1, unless
+        `detector` is given), or holds a value pyFAI cannot use. The one-line message
+        names the file and what to add.
     """
     path = Path(path)
     if not path.is_file():
         msg = f"{path}: no such PONI file (expected a pyFAI .poni file)"
         raise GeometryError(msg)
+    override = None if detector is None else canonical_detector_name(detector)
     try:
-        poni = PoniFile(str(path))
+        poni = PoniFile(str(path)) if override is None else _poni_with_detector(path, override)
     except KeyError as err:
-        msg = f"{path}: PONI file lacks the key {_poni_key(str(err.args[0]))}"
+        key = _poni_key(str(err.args[0]))
+        msg = f"{path}: PONI file lacks the key {key}"
+        if key == "Detector":
+            msg += f" ({_ADD_DETECTOR})"
         raise GeometryError(msg) from err
-    except (OSError, UnicodeDecodeError, ValueError, RuntimeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RuntimeError, TypeError) as err:
         detail = (str(err).splitlines() or [""])[0][:160]  # pyFAI may list every detector
         msg = f"{path}: cannot read the PONI file ({type(err).__name__}: {detail})"
+        if override is None:
+            msg += "; or name the detector with --detector / detector ="
         raise GeometryError(msg) from err
-    detector = poni.detector
-    if detector is None or type(detector) in (Detector, NexusDetector):
+    pyfai_detector = poni.detector
+    if pyfai_detector is None or type(pyfai_detector) is NexusDetector:
+        msg = f"{path}: PONI file lacks the key Detector ({_ADD_DETECTOR})"
+        raise GeometryError(msg)
+    if not (pyfai_detector.pixel1 and pyfai_detector.pixel2):
         msg = (
-            f"{path}: PONI file lacks the key Detector (a pyFAI detector name such as "
-            "Pilatus300k or Pilatus300kw)"
+            f"{path}: PONI file gives no pixel size (no Detector line and no "
+            f"PixelSize1/PixelSize2): {_ADD_DETECTOR}"
         )
         raise GeometryError(msg)
+    _find_spline(path, pyfai_detector)
     values = {
         "Distance": poni.dist,
         "Poni1": poni.poni1,
@@ -103,8 +128,8 @@ def load_poni(path: str | Path) -> DetectorGeometry:
         )
         raise GeometryError(msg)
     try:
-        return DetectorGeometry(
-            detector=type(detector).__name__,
+        return DetectorGeometry.from_pyfai(
+            pyfai_detector,
             distance_m=float(poni.dist),
             poni1_m=float(poni.poni1),
             poni2_m=float(poni.poni2),
@@ -112,11 +137,67 @@ def load_poni(path: str | Path) -> DetectorGeometry:
             rot1_rad=float(poni.rot1),
             rot2_rad=float(poni.rot2),
             rot3_rad=float(poni.rot3),
-            orientation=int(detector.orientation),
         )
     except GeometryError as err:
         msg = f"{path}: {err}"
         raise GeometryError(msg) from err
+
+
+_ADD_DETECTOR = (
+    "add a Detector line with a pyFAI detector name such as Pilatus300kw, or "
+    'Detector: Detector with Detector_config {"pixel1": ..., "pixel2": ..., "max_shape": '
+    "[rows, cols]} (pixel sizes in m), or name the detector with --detector / detector ="
+)
+
+
+def _poni_with_detector(path: Path, detector: str) -> PoniFile:
+    """Parse a PONI file with pyFAI, its detector replaced by the model `detector`.
+
+    The lines are split into keys as pyFAI's ``PoniFile.read_from_file`` does, then
+    pyFAI reads the dictionary. The file's orientation is kept; its other detector
+    settings (pixel sizes, binning, spline) only when the file names the same model.
+    """
+    data: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if ":" not in line or line.startswith("#"):
+            continue
+        key, value = line.split(":", 1)
+        data[key.strip().lower()] = value.strip()
+    same_model = _named_model(data.get("detector")) == detector
+    config: dict[str, Any] = {}
+    if "detector_config" in data:
+        try:
+            config = json.loads(data["detector_config"])
+        except json.JSONDecodeError as err:
+            msg = f"Detector_config is not JSON ({err})"
+            raise ValueError(msg) from err
+    if not same_model:
+        config = {k: v for k, v in config.items() if k == "orientation"}
+        for key in ("pixelsize1", "pixelsize2", "splinefile"):
+            data.pop(key, None)
+    data["detector"] = detector
+    data["detector_config"] = config  # type: ignore[assignment]
+    if float(data.get("poni_version", 1)) < 2:
+        data["poni_version"] = "2.1" if "orientation" in config else "2"
+    return PoniFile(data)
+
+
+def _named_model(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return canonical_detector_name(name)
+    except GeometryError:
+        return None
+
+
+def _find_spline(path: Path, detector: Detector) -> None:
+    """Look for a relative spline file next to the PONI file (pyFAI looks in the cwd)."""
+    spline = getattr(detector, "splinefile", None)
+    if spline and not Path(spline).is_absolute() and not Path(spline).exists():
+        beside = path.parent / spline
+        if beside.exists():
+            detector.splinefile = str(beside)
 
 
 def save_poni(path: str | Path, geometry: DetectorGeometry) -> None:

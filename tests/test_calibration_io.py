@@ -85,7 +85,7 @@ def test_poni_version_1_without_detector_name_or_pixel_size_is_refused(tmp_path:
     path = tmp_path / "v1.poni"
     text = PONI_V2.replace("poni_version: 2\n", "").replace("Detector: Pilatus300k\n", "")
     path.write_text(text.replace("Detector_config", "# Detector_config"))
-    with pytest.raises(GeometryError, match="no pixel size.*PixelSize1"):
+    with pytest.raises(GeometryError, match=r"no pixel size.*PixelSize1"):
         load_poni(path)
 
 

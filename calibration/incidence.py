@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lmfit
 import numpy as np
@@ -693,7 +693,7 @@ class FrameBand:
     masked: NDArray[np.bool_]
     search: NDArray[np.bool_]
 
-    def profile(self, data: NDArray[np.generic]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def profile(self, data: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean of the valid pixels of each row of the band, and its Poisson error."""
         return _band_profile(data[self.row_start : self.row_stop], self.columns, self.masked)
 
@@ -817,7 +817,7 @@ def plan_frame_incidence(
 
 
 def measure_frame_incidence(
-    data: NDArray[np.generic], plan: FrameIncidencePlan
+    data: NDArray[Any], plan: FrameIncidencePlan
 ) -> tuple[float, IncidenceMethod] | None:
     """The incidence angle seen on one frame, or None where neither feature is seen.
 
@@ -875,7 +875,7 @@ def measure_frame_incidence(
     return (alpha_deg, "yoneda") if alpha_deg > 0 else None
 
 
-def frame_incidence_flag(data: NDArray[np.generic], plan: FrameIncidencePlan) -> str | None:
+def frame_incidence_flag(data: NDArray[Any], plan: FrameIncidencePlan) -> str | None:
     """A flag when the incidence angle seen on a frame disagrees with the given one.
 
     Parameters
@@ -904,7 +904,7 @@ def frame_incidence_flag(data: NDArray[np.generic], plan: FrameIncidencePlan) ->
 
 
 def _band_profile(
-    data: NDArray[np.generic], columns: NDArray[np.intp], masked: NDArray[np.bool_]
+    data: NDArray[Any], columns: NDArray[np.intp], masked: NDArray[np.bool_]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean of the valid pixels of each row over `columns`, and its Poisson error.
 

@@ -821,9 +821,9 @@ def measure_frame_incidence(
 ) -> tuple[float, IncidenceMethod] | None:
     """The incidence angle seen on one frame, or None where neither feature is seen.
 
-    The specular spot counts when its row in the band through the beam is at least
-    :data:`MIN_SPOT_CONTRAST` times the band's median and the off-specular columns at
-    that row (so the Yoneda band is not taken for it); otherwise the Yoneda band counts
+    The specular spot counts when the brightest row of the band through the beam is at
+    least :data:`MIN_SPOT_CONTRAST` times the band's median and the off-specular columns
+    at that row (so the Yoneda band is not taken for it); otherwise the Yoneda band counts
     when its maximum stands :data:`MIN_YONEDA_SIGNIFICANCE` Poisson errors above its
     surroundings. Positions are refined to a fraction of a pixel by a Gaussian through
     the three highest rows (no fit, so that the check costs little).
@@ -841,23 +841,30 @@ def measure_frame_incidence(
         Incidence angle in degrees and the feature it was read from.
     """
     yoneda = plan.yoneda
-    side, side_sigma = yoneda.profile(data) if yoneda.columns.size else (None, None)
     spec_band = plan.specular
     if spec_band.columns.size:
         spec, _ = spec_band.profile(data)
-        peak = _strongest_peak(spec, spec_band.search)
-        if peak is not None:
-            level = float(np.nanmedian(spec[spec_band.search]))
-            row_in_frame = spec_band.row_start + peak
-            if side is not None and yoneda.row_start <= row_in_frame < yoneda.row_stop:
-                beside = float(side[row_in_frame - yoneda.row_start])
-                level = max(level, beside if np.isfinite(beside) else 0.0)
-            if spec[peak] >= MIN_SPOT_CONTRAST * (level + 1):
-                row = _vertex(spec, peak, level)
-                elevation = float(np.interp(row, np.arange(spec.size), spec_band.elevation_rad))
+        searched = spec_band.search & np.isfinite(spec)
+        if np.any(searched):
+            spot = int(np.argmax(np.where(searched, spec, -np.inf)))
+            level = float(np.median(spec[searched]))
+            frame_row = spec_band.row_start + spot
+            if yoneda.columns.size:  # the Yoneda band is as bright beside the beam
+                inside = yoneda.row_start <= frame_row < yoneda.row_stop
+                row_mask = (
+                    yoneda.masked[frame_row - yoneda.row_start : frame_row - yoneda.row_start + 1]
+                    if inside
+                    else np.zeros((1, yoneda.columns.size), dtype=bool)
+                )
+                beside = _band_profile(data[frame_row : frame_row + 1], yoneda.columns, row_mask)
+                level = max(level, float(np.nan_to_num(beside[0][0])))
+            if spec[spot] >= MIN_SPOT_CONTRAST * (level + 1):
+                vertex = _vertex(spec, spot, level)
+                elevation = float(np.interp(vertex, np.arange(spec.size), spec_band.elevation_rad))
                 return math.degrees(elevation / 2), "specular"
-    if side is None or side_sigma is None:
+    if yoneda.columns.size == 0:
         return None
+    side, side_sigma = yoneda.profile(data)
     peak = _strongest_peak(side, yoneda.search)
     if peak is None:
         return None
@@ -865,11 +872,11 @@ def measure_frame_incidence(
     surroundings = float(np.nanmin(side[lo:hi]))
     if not side[peak] - surroundings >= MIN_YONEDA_SIGNIFICANCE * side_sigma[peak]:
         return None
-    row = _vertex(side, peak, surroundings)
+    vertex = _vertex(side, peak, surroundings)
     rows = np.arange(side.size)
-    elevation = float(np.interp(row, rows, yoneda.elevation_rad))
+    elevation = float(np.interp(vertex, rows, yoneda.elevation_rad))
     ratio = math.sin(math.radians(plan.critical_angle_deg)) / float(
-        np.interp(row, rows, yoneda.reach)
+        np.interp(vertex, rows, yoneda.reach)
     )
     alpha_deg = math.degrees(elevation - math.asin(min(1.0, ratio)))
     return (alpha_deg, "yoneda") if alpha_deg > 0 else None
@@ -908,17 +915,19 @@ def _band_profile(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean of the valid pixels of each row over `columns`, and its Poisson error.
 
-    Valid: not in `masked`, not negative, finite. Rows without a valid pixel are NaN.
+    Valid: not in `masked`, not negative, not NaN. Rows without a valid pixel are NaN.
     """
-    block = data[:, columns]
-    valid = ~masked & (block >= 0)
-    if block.dtype.kind in "fc":
-        valid &= np.isfinite(block)
-    total = np.sum(block, axis=1, where=valid, dtype=np.float64)
-    n_valid = np.count_nonzero(valid, axis=1)
+    block = np.asarray(data[:, columns], dtype=np.float64)
+    invalid = masked | ~(block >= 0)  # NaN fails the comparison
+    block[invalid] = 0.0
+    n_valid = columns.size - np.count_nonzero(invalid, axis=1)
+    total = block.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        profile = np.where(n_valid > 0, total / n_valid, np.nan)
-        sigma = np.where(n_valid > 0, np.sqrt(np.maximum(total, 1.0)) / n_valid, np.nan)
+        profile = total / n_valid
+        sigma = np.sqrt(np.maximum(total, 1.0)) / n_valid
+    empty = n_valid == 0
+    profile[empty] = np.nan
+    sigma[empty] = np.nan
     return profile, sigma
 
 

@@ -184,13 +184,7 @@ class DetectorGeometry:
         name = type(detector).__name__
         config = {k: _plain(v) for k, v in detector.get_config().items()}
         orientation = int(config.pop("orientation", 3))
-        try:
-            default = detector_factory(name, config={"orientation": orientation}).get_config()
-        except Exception:
-            default = {}
-        extra = {
-            k: v for k, v in config.items() if k not in default or not _same(_plain(default[k]), v)
-        }
+        extra = _smallest_config(name, orientation, config, _signature(detector))
         return cls(
             detector=name,
             distance_m=distance_m,
@@ -312,6 +306,55 @@ class DetectorGeometry:
             "rot3": self.rot3_rad,
             "wavelength": self.wavelength_m,
         }
+
+
+#: Order in which detector settings are tried when the smallest configuration that
+#: rebuilds a detector is searched: the settings that imply the others come first.
+_CONFIG_ORDER = ("splineFile", "binning", "max_shape", "pixel1", "pixel2")
+
+
+def _signature(detector: Detector) -> tuple[object, ...]:
+    """What makes two pyFAI detectors the same for a reduction."""
+    shape = None if detector.shape is None else tuple(int(n) for n in detector.shape)
+    return (
+        type(detector).__name__,
+        shape,
+        _plain(detector.pixel1),
+        _plain(detector.pixel2),
+        tuple(int(n) for n in detector.binning),
+        getattr(detector, "splinefile", None),
+        int(detector.orientation),
+    )
+
+
+def _smallest_config(
+    name: str, orientation: int, config: dict[str, Any], target: tuple[object, ...]
+) -> dict[str, Any]:
+    """The fewest of `config`'s settings with which pyFAI rebuilds the detector `target`.
+
+    A named model as pyFAI ships it needs none; a binned Rayonix needs its pixel sizes; a
+    spline detector its spline file (pyFAI then derives the pixel sizes and shape, and
+    would log the others as left over); a generic detector all of them.
+    """
+    order = sorted(config, key=lambda k: (*_CONFIG_ORDER, k).index(k))
+    kept: dict[str, Any] = {}
+    for key in [None, *order]:
+        if key is not None:
+            kept[key] = config[key]
+        try:
+            built = detector_factory(name, config={**kept, "orientation": orientation})
+        except (RuntimeError, KeyError, ValueError, TypeError, OSError):
+            continue
+        if _same_signature(_signature(built), target):
+            return kept
+    return config
+
+
+def _same_signature(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(
+        _same(x, y) if isinstance(x, float) and isinstance(y, float) else x == y
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pyFAI.detectors import Detector, NexusDetector
+from pyFAI.detectors import NexusDetector
 from pyFAI.io.ponifile import PoniFile
 
 from calibration.geometry import DetectorGeometry
@@ -88,7 +88,7 @@ def load_poni(path: str | Path, *, detector: str | None = None) -> DetectorGeome
         raise GeometryError(msg)
     override = None if detector is None else canonical_detector_name(detector)
     try:
-        poni = PoniFile(str(path)) if override is None else _poni_with_detector(path, override)
+        poni = _read_poni(path, override)
     except KeyError as err:
         key = _poni_key(str(err.args[0]))
         msg = f"{path}: PONI file lacks the key {key}"
@@ -111,7 +111,6 @@ def load_poni(path: str | Path, *, detector: str | None = None) -> DetectorGeome
             f"PixelSize1/PixelSize2): {_ADD_DETECTOR}"
         )
         raise GeometryError(msg)
-    _find_spline(path, pyfai_detector)
     values = {
         "Distance": poni.dist,
         "Poni1": poni.poni1,
@@ -150,20 +149,23 @@ _ADD_DETECTOR = (
 )
 
 
-def _poni_with_detector(path: Path, detector: str) -> PoniFile:
-    """Parse a PONI file with pyFAI, its detector replaced by the model `detector`.
+def _read_poni(path: Path, detector: str | None) -> PoniFile:
+    """Parse a PONI file with pyFAI, with the model `detector` in place of the file's.
 
-    The lines are split into keys as pyFAI's ``PoniFile.read_from_file`` does, then
-    pyFAI reads the dictionary. The file's orientation is kept; its other detector
-    settings (pixel sizes, binning, spline) only when the file names the same model.
+    Without an override and without a relative spline file, pyFAI reads the file itself.
+    Otherwise the lines are split into keys as pyFAI's ``PoniFile.read_from_file`` does
+    and pyFAI reads the dictionary: with `detector`, the file's orientation is kept and
+    its other detector settings (pixel sizes, binning, spline) only when it names the
+    same model; a relative spline file found next to the PONI file is given by its path
+    (pyFAI would look for it in the working directory).
     """
-    data: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = path.read_text(encoding="utf-8")
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
         if ":" not in line or line.startswith("#"):
             continue
         key, value = line.split(":", 1)
         data[key.strip().lower()] = value.strip()
-    same_model = _named_model(data.get("detector")) == detector
     config: dict[str, Any] = {}
     if "detector_config" in data:
         try:
@@ -171,15 +173,38 @@ def _poni_with_detector(path: Path, detector: str) -> PoniFile:
         except json.JSONDecodeError as err:
             msg = f"Detector_config is not JSON ({err})"
             raise ValueError(msg) from err
-    if not same_model:
+    spline_moved = _spline_beside(path, data, config)
+    if detector is None:
+        if not spline_moved:
+            return PoniFile(str(path))
+        if "detector_config" in data:
+            data["detector_config"] = config
+        return PoniFile(data)
+    if _named_model(data.get("detector")) != detector:
         config = {k: v for k, v in config.items() if k == "orientation"}
         for key in ("pixelsize1", "pixelsize2", "splinefile"):
             data.pop(key, None)
     data["detector"] = detector
-    data["detector_config"] = config  # type: ignore[assignment]
+    data["detector_config"] = config
     if float(data.get("poni_version", 1)) < 2:
+        if "splinefile" in data and data["splinefile"].lower() != "none":
+            config["splineFile"] = data["splinefile"]
         data["poni_version"] = "2.1" if "orientation" in config else "2"
     return PoniFile(data)
+
+
+def _spline_beside(path: Path, data: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Give a relative spline file found next to the PONI file by its path (in place)."""
+    moved = False
+    for table, key in ((data, "splinefile"), (config, "splineFile")):
+        name = table.get(key)
+        if not isinstance(name, str) or name.lower() in ("", "none"):
+            continue
+        spline = Path(name)
+        if not spline.is_absolute() and (path.parent / spline).is_file():
+            table[key] = str((path.parent / spline).resolve())
+            moved = True
+    return moved
 
 
 def _named_model(name: str | None) -> str | None:
@@ -189,15 +214,6 @@ def _named_model(name: str | None) -> str | None:
         return canonical_detector_name(name)
     except GeometryError:
         return None
-
-
-def _find_spline(path: Path, detector: Detector) -> None:
-    """Look for a relative spline file next to the PONI file (pyFAI looks in the cwd)."""
-    spline = getattr(detector, "splinefile", None)
-    if spline and not Path(spline).is_absolute() and not Path(spline).exists():
-        beside = path.parent / spline
-        if beside.exists():
-            detector.splinefile = str(beside)
 
 
 def save_poni(path: str | Path, geometry: DetectorGeometry) -> None:

@@ -15,6 +15,7 @@ import pytest
 from pyFAI.detectors import detector_factory
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 from pyFAI.io.ponifile import PoniFile
+from pyFAI.spline import Spline
 
 from calibration.geometry import DetectorGeometry, GIGeometry
 from calibration.io import load_poni
@@ -277,3 +278,47 @@ def test_override_keeps_the_orientation_and_a_same_model_config(tmp_path):
 def test_unknown_override_lists_close_names(tmp_path):
     with pytest.raises(GeometryError, match="Pilatus300kw"):
         load_poni(DATA / "generic_detector.poni", detector="Pilatus300kx")
+
+
+def _smooth_spline(path: Path) -> Path:
+    """A smooth distortion spline of a 255 x 255 detector of 50 um pixels, by pyFAI."""
+    spline = Spline()
+    spline.zeros(xmin=0.0, ymin=0.0, xmax=256.0, ymax=256.0, pixSize=50.0)
+    y, x = np.mgrid[0:256, 0:256] / 256.0
+    spline.xDispArray = 0.5 * np.sin(np.pi * x) * y
+    spline.yDispArray = 0.3 * x * y
+    spline.array2spline(smoothing=1000, timing=False)
+    spline.grid = 1000.0
+    spline.pixelSize = (50.0, 50.0)
+    spline.write(str(path))
+    return path
+
+
+def test_spline_detector_is_kept_with_its_spline(tmp_path):
+    spline = _smooth_spline(tmp_path / "frelon.spline")
+    detector = detector_factory("FReLoN", {"splineFile": str(spline)})
+    ai = AzimuthalIntegrator(detector=detector, **GISAXS_PONI)
+    path = tmp_path / "frelon.poni"
+    ai.save(str(path))
+    geometry = load_poni(path)
+    assert json.loads(geometry.detector_config) == {"splineFile": str(spline)}
+    assert geometry.pyfai_detector().splinefile == str(spline)
+    _assert_same_as_pyfai(path, geometry)
+
+
+def test_relative_spline_is_found_next_to_the_poni(tmp_path, monkeypatch):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    _smooth_spline(folder / "distortion.spline")
+    path = folder / "v1.poni"
+    path.write_text(
+        "PixelSize1: 5e-05\nPixelSize2: 5e-05\nSplineFile: distortion.spline\n" + _geometry_lines()
+    )
+    monkeypatch.chdir(tmp_path)  # pyFAI alone looks for the spline here, and fails
+    with pytest.raises(OSError, match="Spline"):
+        PoniFile(str(path))
+    geometry = load_poni(path)
+    assert geometry.shape == (255, 255)
+    assert geometry.pyfai_detector().splinefile == str((folder / "distortion.spline").resolve())
+    monkeypatch.chdir(folder)  # where pyFAI finds it: the same detector
+    _assert_same_as_pyfai(path, geometry)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lmfit
 import numpy as np
@@ -657,6 +657,295 @@ def calibrate_incidence(
     )
 
 
+#: Largest accepted difference between the incidence angle measured on a frame during a
+#: reduction and the given one, in degrees, from the specular spot and from the Yoneda
+#: band (which also carries the uncertainty of the assumed critical angle).
+FRAME_TOLERANCE_DEG: dict[IncidenceMethod, float] = {"specular": 0.02, "yoneda": 0.03}
+
+#: Flag of a frame whose measured incidence angle disagrees with the given one.
+FLAG_INCIDENCE_MISMATCH = "incidence_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBand:
+    """One column band of the per-frame incidence check, cut to the rows searched.
+
+    Attributes
+    ----------
+    row_start, row_stop : int
+        Rows of the frame the band covers (the search window plus a margin).
+    columns : ndarray of int
+        Columns of the frame averaged (empty: the band is not on the frame).
+    elevation_rad, reach : ndarray of shape (row_stop - row_start,)
+        Mean elevation above the incident beam of each row, in rad, and the mean
+        ``sqrt(n_up^2 + n_beam^2)`` (the cosine of the columns' horizontal angle).
+    masked : ndarray of bool, shape (row_stop - row_start, n_columns)
+        Static mask of the band's pixels.
+    search : ndarray of bool, shape (row_stop - row_start,)
+        Rows where the feature is looked for.
+    """
+
+    row_start: int
+    row_stop: int
+    columns: NDArray[np.intp]
+    elevation_rad: NDArray[np.float64]
+    reach: NDArray[np.float64]
+    masked: NDArray[np.bool_]
+    search: NDArray[np.bool_]
+
+    def profile(self, data: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Mean of the valid pixels of each row of the band, and its Poisson error."""
+        return _band_profile(data[self.row_start : self.row_stop], self.columns, self.masked)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIncidencePlan:
+    """What the per-frame incidence check needs, computed once per geometry.
+
+    The reduction checks every frame where the specular spot or the Yoneda band is seen,
+    with no pass over the data of its own: the elevation profiles of two column bands
+    come from the geometry's q maps (already computed for the cut), and a frame only
+    costs the column profiles of those bands over the rows where an incidence angle up
+    to ``2 x nominal + 0.5 deg`` would put them. The direct beam is taken where the PONI
+    puts it (elevation 0), so the measured angle is the one the reduction's q values
+    assume. Build it with :func:`plan_frame_incidence`.
+
+    Attributes
+    ----------
+    nominal_deg : float
+        The given incidence angle, in degrees.
+    critical_angle_deg : float
+        Critical angle assumed for the Yoneda band, in degrees.
+    tolerance_deg : dict
+        Accepted difference per method, in degrees.
+    specular : FrameBand
+        Column band through the direct beam (no columns when the beam column is off the
+        frame: no specular spot there).
+    yoneda : FrameBand
+        The off-specular columns on both sides.
+    """
+
+    nominal_deg: float
+    critical_angle_deg: float
+    tolerance_deg: dict[IncidenceMethod, float]
+    specular: FrameBand
+    yoneda: FrameBand
+
+
+def plan_frame_incidence(
+    geometry: GIGeometry,
+    *,
+    maps: QMaps,
+    static_mask: NDArray[np.bool_] | None = None,
+    critical_angle_deg: float = ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG,
+    tolerance_deg: dict[IncidenceMethod, float] | None = None,
+    band_half_width_px: int = 3,
+    yoneda_columns_px: tuple[int, int] = (10, 150),
+    margin_px: int = 20,
+) -> FrameIncidencePlan:
+    """Precompute the per-frame incidence check of a geometry (run once, with the cut).
+
+    Parameters
+    ----------
+    geometry : GIGeometry
+        The geometry, with the given incidence angle.
+    maps : QMaps
+        Its q maps (:meth:`GIGeometry.q_maps`).
+    static_mask : ndarray of bool, shape (rows, cols), optional
+        Gaps and user mask, True = masked.
+    critical_angle_deg : float
+        Critical angle of the liquid for the Yoneda band, in degrees.
+    tolerance_deg : dict or None
+        Accepted difference per method (default :data:`FRAME_TOLERANCE_DEG`).
+    band_half_width_px : int
+        Half-width of the column band through the beam, in pixels.
+    yoneda_columns_px : (int, int)
+        Distance range of the off-specular columns from the beam column, in pixels.
+    margin_px : int
+        Rows kept on each side of the search window, for the background.
+
+    Returns
+    -------
+    FrameIncidencePlan
+    """
+    elevation_rad, reach = geometry.elevation_rad(maps)
+    n_rows, n_cols = elevation_rad.shape
+    beam_row, beam_col = direct_beam_pixel(geometry)
+    mask = np.zeros((n_rows, n_cols), dtype=bool) if static_mask is None else static_mask
+    up = _up_sign(elevation_rad)
+    rows = np.arange(n_rows, dtype=np.float64)
+    above_beam = (rows - (beam_row + up * max(4.0, 2.0 * band_half_width_px))) * up >= 0
+    alpha_max_rad = math.radians(2 * geometry.incidence_angle_deg + 0.5)
+    critical_rad = math.radians(critical_angle_deg)
+
+    def band(columns: NDArray[np.intp], highest_rad: float) -> FrameBand:
+        if columns.size == 0:
+            return FrameBand(
+                0, 0, columns, *(np.zeros(0),) * 2, np.zeros((0, 0), bool), *(np.zeros(0, bool),)
+            )
+        elevation = np.mean(elevation_rad[:, columns], axis=1)
+        search = above_beam & (elevation > 0) & (elevation <= highest_rad)
+        inside = np.flatnonzero(search)
+        if inside.size == 0:
+            return band(np.arange(0, dtype=np.intp), highest_rad)
+        start = max(0, int(inside[0]) - margin_px)
+        stop = min(n_rows, int(inside[-1]) + margin_px + 1)
+        return FrameBand(
+            start,
+            stop,
+            columns,
+            np.asarray(elevation[start:stop], dtype=np.float64),
+            np.asarray(np.mean(reach[start:stop][:, columns], axis=1), dtype=np.float64),
+            np.asarray(mask[start:stop][:, columns], dtype=bool),
+            search[start:stop],
+        )
+
+    beam_col_on_frame = -0.5 <= beam_col <= n_cols - 0.5
+    specular = (
+        _band(beam_col, band_half_width_px, n_cols)
+        if beam_col_on_frame
+        else np.arange(0, dtype=np.intp)
+    )
+    yoneda = _side_bands(_clip(beam_col, n_cols), *yoneda_columns_px, n_cols)
+    return FrameIncidencePlan(
+        nominal_deg=geometry.incidence_angle_deg,
+        critical_angle_deg=critical_angle_deg,
+        tolerance_deg=dict(tolerance_deg or FRAME_TOLERANCE_DEG),
+        specular=band(specular, 2 * alpha_max_rad),
+        yoneda=band(yoneda, alpha_max_rad + critical_rad),
+    )
+
+
+def measure_frame_incidence(
+    data: NDArray[Any], plan: FrameIncidencePlan
+) -> tuple[float, IncidenceMethod] | None:
+    """The incidence angle seen on one frame, or None where neither feature is seen.
+
+    The specular spot counts when the brightest row of the band through the beam is at
+    least :data:`MIN_SPOT_CONTRAST` times the band's median and the off-specular columns
+    at that row (so the Yoneda band is not taken for it); otherwise the Yoneda band counts
+    when its maximum stands :data:`MIN_YONEDA_SIGNIFICANCE` Poisson errors above its
+    surroundings. Positions are refined to a fraction of a pixel by a Gaussian through
+    the three highest rows (no fit, so that the check costs little).
+
+    Parameters
+    ----------
+    data : ndarray of shape (rows, cols)
+        The frame as stored, in counts; negative and non-finite pixels are ignored.
+    plan : FrameIncidencePlan
+        From :func:`plan_frame_incidence`.
+
+    Returns
+    -------
+    (float, {"specular", "yoneda"}) or None
+        Incidence angle in degrees and the feature it was read from.
+    """
+    yoneda = plan.yoneda
+    spec_band = plan.specular
+    if spec_band.columns.size:
+        spec, _ = spec_band.profile(data)
+        searched = spec_band.search & np.isfinite(spec)
+        if np.any(searched):
+            spot = int(np.argmax(np.where(searched, spec, -np.inf)))
+            level = float(np.median(spec[searched]))
+            frame_row = spec_band.row_start + spot
+            if yoneda.columns.size:  # the Yoneda band is as bright beside the beam
+                inside = yoneda.row_start <= frame_row < yoneda.row_stop
+                row_mask = (
+                    yoneda.masked[frame_row - yoneda.row_start : frame_row - yoneda.row_start + 1]
+                    if inside
+                    else np.zeros((1, yoneda.columns.size), dtype=bool)
+                )
+                beside = _band_profile(data[frame_row : frame_row + 1], yoneda.columns, row_mask)
+                level = max(level, float(np.nan_to_num(beside[0][0])))
+            if spec[spot] >= MIN_SPOT_CONTRAST * (level + 1):
+                vertex = _vertex(spec, spot, level)
+                elevation = float(np.interp(vertex, np.arange(spec.size), spec_band.elevation_rad))
+                return math.degrees(elevation / 2), "specular"
+    if yoneda.columns.size == 0:
+        return None
+    side, side_sigma = yoneda.profile(data)
+    peak = _strongest_peak(side, yoneda.search)
+    if peak is None:
+        return None
+    lo, hi = max(0, peak - 15), min(side.size, peak + 16)
+    surroundings = float(np.nanmin(side[lo:hi]))
+    if not side[peak] - surroundings >= MIN_YONEDA_SIGNIFICANCE * side_sigma[peak]:
+        return None
+    vertex = _vertex(side, peak, surroundings)
+    rows = np.arange(side.size)
+    elevation = float(np.interp(vertex, rows, yoneda.elevation_rad))
+    ratio = math.sin(math.radians(plan.critical_angle_deg)) / float(
+        np.interp(vertex, rows, yoneda.reach)
+    )
+    alpha_deg = math.degrees(elevation - math.asin(min(1.0, ratio)))
+    return (alpha_deg, "yoneda") if alpha_deg > 0 else None
+
+
+def frame_incidence_flag(data: NDArray[Any], plan: FrameIncidencePlan) -> str | None:
+    """A flag when the incidence angle seen on a frame disagrees with the given one.
+
+    Parameters
+    ----------
+    data : ndarray of shape (rows, cols)
+        The frame as stored, in counts.
+    plan : FrameIncidencePlan
+        From :func:`plan_frame_incidence`.
+
+    Returns
+    -------
+    str or None
+        ``"incidence_mismatch: measured 0.25 deg vs given 0.30 deg (specular spot)"``
+        beyond the method's tolerance; None when they agree or nothing was seen.
+    """
+    measured = measure_frame_incidence(data, plan)
+    if measured is None:
+        return None
+    alpha_deg, method = measured
+    if abs(alpha_deg - plan.nominal_deg) <= plan.tolerance_deg[method]:
+        return None
+    return (
+        f"{FLAG_INCIDENCE_MISMATCH}: measured {alpha_deg:.2f} deg vs given "
+        f"{plan.nominal_deg:.2f} deg ({_feature(method)})"
+    )
+
+
+def _band_profile(
+    data: NDArray[Any], columns: NDArray[np.intp], masked: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean of the valid pixels of each row over `columns`, and its Poisson error.
+
+    Valid: not in `masked`, not negative, not NaN. Rows without a valid pixel are NaN.
+    """
+    block = np.asarray(data[:, columns], dtype=np.float64)
+    invalid = masked | ~(block >= 0)  # NaN fails the comparison
+    block[invalid] = 0.0
+    n_valid = columns.size - np.count_nonzero(invalid, axis=1)
+    total = block.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        profile = total / n_valid
+        sigma = np.sqrt(np.maximum(total, 1.0)) / n_valid
+    empty = n_valid == 0
+    profile[empty] = np.nan
+    sigma[empty] = np.nan
+    return profile, sigma
+
+
+def _vertex(profile: NDArray[np.float64], index: int, background: float) -> float:
+    """Sub-pixel peak position: a Gaussian (else a parabola) through three rows."""
+    if not 0 < index < profile.size - 1:
+        return float(index)
+    values = profile[index - 1 : index + 2] - background
+    if not np.all(np.isfinite(values)):
+        return float(index)
+    if np.all(values > 0):
+        values = np.log(values)
+    denominator = values[0] - 2 * values[1] + values[2]
+    if not denominator < 0:
+        return float(index)
+    return float(index + 0.5 * (values[0] - values[2]) / denominator)
+
+
 @dataclass(frozen=True, slots=True)
 class _Beam:
     row: float
@@ -691,12 +980,7 @@ def _elevation_maps(
     maps: QMaps, geometry: GIGeometry
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Elevation above the incident beam (rad) and sqrt(n_up^2 + n_beam^2) per pixel."""
-    k = geometry.k_per_nm
-    sin_a, cos_a = math.sin(geometry.incidence_angle_rad), math.cos(geometry.incidence_angle_rad)
-    q_sq = maps.q_par_per_nm**2 + maps.q_perp_per_nm**2
-    n_beam = 1 - q_sq / (2 * k**2)
-    n_up = (maps.q_perp_per_nm / k - sin_a + n_beam * sin_a) / cos_a
-    return np.arctan2(n_up, n_beam), np.hypot(n_up, n_beam)
+    return geometry.elevation_rad(maps)
 
 
 def _pixel_angle_rad(geometry: GIGeometry) -> float:

@@ -10,12 +10,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pyFAI.detectors import Detector, NexusDetector
+from pyFAI.detectors import NexusDetector
 from pyFAI.io.ponifile import PoniFile
 
 from calibration.geometry import DetectorGeometry
 from calibration.resolution import PEAK_SHAPES, InstrumentResolution
 from detectors.errors import GeometryError
+from detectors.pilatus import canonical_detector_name
 
 #: Version of the resolution JSON schema written by :func:`save_resolution`.
 RESOLUTION_SCHEMA_VERSION = 1
@@ -37,11 +38,19 @@ _MODEL_KEYS = {"name", "formula", "fwhm0_per_nm", "relative_fwhm", "q_range_per_
 _MODEL_FORMULA = "fwhm_per_nm = sqrt(fwhm0_per_nm**2 + (relative_fwhm * q_per_nm)**2)"
 
 
-def load_poni(path: str | Path) -> DetectorGeometry:
+def load_poni(path: str | Path, *, detector: str | None = None) -> DetectorGeometry:
     """Read a pyFAI PONI file (versions 1 to 3) into a :class:`DetectorGeometry`.
 
-    The file is parsed by pyFAI's ``PoniFile``; the detector orientation is pyFAI's
-    (``Detector_config`` ``"orientation"``; files without one get pyFAI's default, 3).
+    The file is parsed by pyFAI's ``PoniFile`` and pyFAI's detector is kept as pyFAI
+    builds it from the file: a named model with its ``Detector_config`` (binning,
+    orientation, pixel sizes: a Rayonix MX225 binned 3 x 3 gives 2048 x 2048 frames of
+    110 um pixels), a generic ``Detector: Detector`` with ``pixel1``, ``pixel2`` and
+    ``max_shape`` (as pyFAI-calib2 and Dioptas write it), or a version-1 file with
+    ``PixelSize1/2`` only. A generic detector without ``max_shape`` has no frame shape
+    yet: :meth:`DetectorGeometry.with_frame_shape` gives it the frames' shape. A
+    relative spline file is looked for next to the PONI file. The detector orientation
+    is pyFAI's (``Detector_config`` ``"orientation"``; files without one get pyFAI's
+    default, 3).
 
     Dioptas writes PONI files for images flipped vertically relative to pyFAI's view of
     the same detector, so with a Dioptas PONI the direct beam and the specular spot land
@@ -54,6 +63,11 @@ def load_poni(path: str | Path) -> DetectorGeometry:
     ----------
     path : str or Path
         PONI file.
+    detector : str or None
+        pyFAI detector name that overrides the file's detector (any case or spelling
+        ``canonical_detector_name`` accepts). It is applied before any check, so the file
+        may then lack a Detector line or pixel sizes; the file's orientation is kept, and
+        its detector configuration too when it names the same model.
 
     Returns
     -------
@@ -63,28 +77,38 @@ def load_poni(path: str | Path) -> DetectorGeometry:
     Raises
     ------
     GeometryError
-        If the file is missing or unreadable, lacks a key (Detector, Distance, Poni1,
-        Poni2, Rot1-3, Wavelength), names a detector without a pyFAI name, or holds a
-        value pyFAI cannot use. The one-line message names the file.
+        If the file is missing or unreadable, lacks a key (Distance, Poni1, Poni2, Rot1-3,
+        Wavelength; a Detector line in version 2 or pixel sizes in version 1, unless
+        `detector` is given), or holds a value pyFAI cannot use. The one-line message
+        names the file and what to add.
     """
     path = Path(path)
     if not path.is_file():
         msg = f"{path}: no such PONI file (expected a pyFAI .poni file)"
         raise GeometryError(msg)
+    override = None if detector is None else canonical_detector_name(detector)
     try:
-        poni = PoniFile(str(path))
+        poni = _read_poni(path, override)
     except KeyError as err:
-        msg = f"{path}: PONI file lacks the key {_poni_key(str(err.args[0]))}"
+        key = _poni_key(str(err.args[0]))
+        msg = f"{path}: PONI file lacks the key {key}"
+        if key == "Detector":
+            msg += f" ({_ADD_DETECTOR})"
         raise GeometryError(msg) from err
-    except (OSError, UnicodeDecodeError, ValueError, RuntimeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RuntimeError, TypeError) as err:
         detail = (str(err).splitlines() or [""])[0][:160]  # pyFAI may list every detector
         msg = f"{path}: cannot read the PONI file ({type(err).__name__}: {detail})"
+        if override is None:
+            msg += "; or name the detector with --detector / detector ="
         raise GeometryError(msg) from err
-    detector = poni.detector
-    if detector is None or type(detector) in (Detector, NexusDetector):
+    pyfai_detector = poni.detector
+    if pyfai_detector is None or type(pyfai_detector) is NexusDetector:
+        msg = f"{path}: PONI file lacks the key Detector ({_ADD_DETECTOR})"
+        raise GeometryError(msg)
+    if not (pyfai_detector.pixel1 and pyfai_detector.pixel2):
         msg = (
-            f"{path}: PONI file lacks the key Detector (a pyFAI detector name such as "
-            "Pilatus300k or Pilatus300kw)"
+            f"{path}: PONI file gives no pixel size (no Detector line and no "
+            f"PixelSize1/PixelSize2): {_ADD_DETECTOR}"
         )
         raise GeometryError(msg)
     values = {
@@ -103,8 +127,8 @@ def load_poni(path: str | Path) -> DetectorGeometry:
         )
         raise GeometryError(msg)
     try:
-        return DetectorGeometry(
-            detector=type(detector).__name__,
+        return DetectorGeometry.from_pyfai(
+            pyfai_detector,
             distance_m=float(poni.dist),
             poni1_m=float(poni.poni1),
             poni2_m=float(poni.poni2),
@@ -112,11 +136,84 @@ def load_poni(path: str | Path) -> DetectorGeometry:
             rot1_rad=float(poni.rot1),
             rot2_rad=float(poni.rot2),
             rot3_rad=float(poni.rot3),
-            orientation=int(detector.orientation),
         )
     except GeometryError as err:
         msg = f"{path}: {err}"
         raise GeometryError(msg) from err
+
+
+_ADD_DETECTOR = (
+    "add a Detector line with a pyFAI detector name such as Pilatus300kw, or "
+    'Detector: Detector with Detector_config {"pixel1": ..., "pixel2": ..., "max_shape": '
+    "[rows, cols]} (pixel sizes in m), or name the detector with --detector / detector ="
+)
+
+
+def _read_poni(path: Path, detector: str | None) -> PoniFile:
+    """Parse a PONI file with pyFAI, with the model `detector` in place of the file's.
+
+    Without an override and without a relative spline file, pyFAI reads the file itself.
+    Otherwise the lines are split into keys as pyFAI's ``PoniFile.read_from_file`` does
+    and pyFAI reads the dictionary: with `detector`, the file's orientation is kept and
+    its other detector settings (pixel sizes, binning, spline) only when it names the
+    same model; a relative spline file found next to the PONI file is given by its path
+    (pyFAI would look for it in the working directory).
+    """
+    text = path.read_text(encoding="utf-8")
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
+        if ":" not in line or line.startswith("#"):
+            continue
+        key, value = line.split(":", 1)
+        data[key.strip().lower()] = value.strip()
+    config: dict[str, Any] = {}
+    if "detector_config" in data:
+        try:
+            config = json.loads(data["detector_config"])
+        except json.JSONDecodeError as err:
+            msg = f"Detector_config is not JSON ({err})"
+            raise ValueError(msg) from err
+    spline_moved = _spline_beside(path, data, config)
+    if detector is None:
+        if not spline_moved:
+            return PoniFile(str(path))
+        if "detector_config" in data:
+            data["detector_config"] = config
+        return PoniFile(data)
+    if _named_model(data.get("detector")) != detector:
+        config = {k: v for k, v in config.items() if k == "orientation"}
+        for key in ("pixelsize1", "pixelsize2", "splinefile"):
+            data.pop(key, None)
+    data["detector"] = detector
+    data["detector_config"] = config
+    if float(data.get("poni_version", 1)) < 2:
+        if "splinefile" in data and data["splinefile"].lower() != "none":
+            config["splineFile"] = data["splinefile"]
+        data["poni_version"] = "2.1" if "orientation" in config else "2"
+    return PoniFile(data)
+
+
+def _spline_beside(path: Path, data: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Give a relative spline file found next to the PONI file by its path (in place)."""
+    moved = False
+    for table, key in ((data, "splinefile"), (config, "splineFile")):
+        name = table.get(key)
+        if not isinstance(name, str) or name.lower() in ("", "none"):
+            continue
+        spline = Path(name)
+        if not spline.is_absolute() and (path.parent / spline).is_file():
+            table[key] = str((path.parent / spline).resolve())
+            moved = True
+    return moved
+
+
+def _named_model(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return canonical_detector_name(name)
+    except GeometryError:
+        return None
 
 
 def save_poni(path: str | Path, geometry: DetectorGeometry) -> None:

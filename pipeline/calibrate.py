@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from calibration.geometry import GIGeometry
+from calibration.geometry import DetectorGeometry, GIGeometry
 from calibration.incidence import IncidenceReport, calibrate_incidence
 from calibration.io import load_poni, save_resolution
 from calibration.resolution import InstrumentResolution, PeakShape, resolution_from_frame
 from detectors.io import FrameRef, read_frame, read_mask_file
-from detectors.pilatus import static_mask
 
 
 def check_incidence(
@@ -23,6 +22,7 @@ def check_incidence(
     *,
     poni: Path,
     incidence_angle_deg: float,
+    detector: str | None = None,
     mask: Path | None = None,
     critical_angle_deg: float = 0.13,
     tolerance_deg: float = 0.02,
@@ -37,6 +37,8 @@ def check_incidence(
         Its PONI file.
     incidence_angle_deg : float
         The motor value to check, in degrees.
+    detector : str or None
+        pyFAI detector name overriding the PONI file's.
     mask : Path or None
         User mask file (nonzero = masked); module gaps are always masked.
     critical_angle_deg : float
@@ -49,13 +51,12 @@ def check_incidence(
     IncidenceReport
         ``.summary()`` gives three lines for the terminal, ``.ok`` whether all passed.
     """
-    detector = load_poni(poni)
-    geometry = GIGeometry.create(detector, incidence_angle_deg=incidence_angle_deg)
-    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data.astype(np.float64)
+    detector_geometry, raw = _detector_and_frame(poni, detector, frame)
+    geometry = GIGeometry.create(detector_geometry, incidence_angle_deg=incidence_angle_deg)
     return calibrate_incidence(
-        data,
+        raw,
         geometry,
-        mask=_mask(detector.detector, detector.shape, mask),
+        mask=_mask(detector_geometry, mask),
         tolerance_deg=tolerance_deg,
         critical_angle_deg=critical_angle_deg,
     )
@@ -69,21 +70,40 @@ def measure_resolution_file(
     out: Path,
     mask: Path | None = None,
     peak_shape: PeakShape = "gaussian",
+    detector: str | None = None,
 ) -> InstrumentResolution:
-    """Fit a calibrant frame's lines and write the instrumental resolution JSON to `out`."""
-    detector = load_poni(poni)
-    data = read_frame(FrameRef(Path(frame), 0), shape=detector.shape).data.astype(np.float64)
+    """Fit a calibrant frame's lines and write the instrumental resolution JSON to `out`.
+
+    `detector` (a pyFAI name) overrides the PONI file's detector.
+    """
+    detector_geometry, data = _detector_and_frame(poni, detector, frame)
     resolution = resolution_from_frame(
         data,
-        detector,
+        detector_geometry,
         calibrant=calibrant,
-        mask=_mask(detector.detector, detector.shape, mask),
+        mask=_mask(detector_geometry, mask),
         shape=peak_shape,
     )
     save_resolution(out, resolution)
     return resolution
 
 
-def _mask(detector: str, shape: tuple[int, int], user: Path | None) -> NDArray[np.bool_]:
-    user_mask = None if user is None else read_mask_file(user, shape=shape)
-    return static_mask(detector, user_mask=user_mask)
+def _detector_and_frame(
+    poni: Path, detector: str | None, frame: Path
+) -> tuple[DetectorGeometry, NDArray[np.float64]]:
+    """The PONI's detector (overridden by `detector`) and frame 0 of `frame`, in counts.
+
+    A generic detector without a frame shape takes the frame's.
+    """
+    geometry = load_poni(poni, detector=detector)
+    if not geometry.has_shape:
+        data = read_frame(FrameRef(Path(frame), 0)).data
+        geometry = geometry.with_frame_shape(data.shape)
+    else:
+        data = read_frame(FrameRef(Path(frame), 0), shape=geometry.shape).data
+    return geometry, data.astype(np.float64)
+
+
+def _mask(detector: DetectorGeometry, user: Path | None) -> NDArray[np.bool_]:
+    gaps = detector.gap_mask()
+    return gaps if user is None else gaps | read_mask_file(user, shape=detector.shape)

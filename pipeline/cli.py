@@ -141,6 +141,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         except ValueError:
             print("gixs: error: --sample-orientation must be 'auto' or 1-4", file=sys.stderr)
             return EXIT_USAGE
+    _check_incidence_option(args.incidence_angle)
     row = inspect_frame(
         args.frame,
         poni=args.poni,
@@ -167,6 +168,17 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_incidence_option(value: float) -> None:
+    """Refuse an --incidence-angle that is no grazing angle (radians, say), naming the option."""
+    from calibration.geometry import incidence_angle_problem
+    from detectors.errors import GeometryError
+
+    problem = incidence_angle_problem(value)
+    if problem is not None:
+        msg = f"--incidence-angle {value:g}: {problem}"
+        raise GeometryError(msg)
+
+
 def _json_value(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -184,6 +196,7 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     inc.add_argument("frame", type=Path)
     inc.add_argument("--poni", type=Path, required=True)
     inc.add_argument("--incidence-angle", type=float, required=True, help="motor value, degrees")
+    inc.add_argument("--detector", help="pyFAI detector name (default: the PONI file's)")
     inc.add_argument("--mask", type=Path)
     inc.add_argument("--tolerance", type=float, default=0.02, help="accepted difference, degrees")
     inc.add_argument("--critical-angle", type=float, default=0.13, help="degrees (Yoneda)")
@@ -192,6 +205,7 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     res.add_argument("frame", type=Path)
     res.add_argument("--poni", type=Path, required=True)
     res.add_argument("--calibrant", required=True, help="LaB6, CeO2 or AgBh")
+    res.add_argument("--detector", help="pyFAI detector name (default: the PONI file's)")
     res.add_argument("--mask", type=Path)
     res.add_argument("--out", type=Path, required=True, help="resolution JSON to write")
     res.add_argument("--peak-shape", choices=("gaussian", "lorentzian"), default="gaussian")
@@ -201,10 +215,12 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _run_calibrate_incidence(args: argparse.Namespace) -> int:
     from pipeline.calibrate import check_incidence
 
+    _check_incidence_option(args.incidence_angle)
     report = check_incidence(
         args.frame,
         poni=args.poni,
         incidence_angle_deg=args.incidence_angle,
+        detector=args.detector,
         mask=args.mask,
         critical_angle_deg=args.critical_angle,
         tolerance_deg=args.tolerance,
@@ -223,6 +239,7 @@ def _run_calibrate_resolution(args: argparse.Namespace) -> int:
         mask=args.mask,
         out=args.out,
         peak_shape=args.peak_shape,
+        detector=args.detector,
     )
     for q, fwhm, err in zip(
         res.line_q_per_nm, res.line_fwhm_per_nm, res.line_fwhm_err_per_nm, strict=True

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from calibration.geometry import incidence_angle_problem
 from detectors.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -108,11 +109,9 @@ class DetectorSettings:
         if not self.frames:
             msg = f"{where} frames: give at least one file or glob"
             raise ConfigError(msg)
-        if not (math.isfinite(self.incidence_angle_deg) and 0 < self.incidence_angle_deg < 10):
-            msg = (
-                f"{where} incidence_angle_deg must be in (0, 10) degrees, "
-                f"got {self.incidence_angle_deg!r}"
-            )
+        problem = incidence_angle_problem(self.incidence_angle_deg)
+        if problem is not None:
+            msg = f"{where} incidence_angle_deg = {self.incidence_angle_deg!r}: {problem}"
             raise ConfigError(msg)
         if self.sample_orientation != "auto" and self.sample_orientation not in (1, 2, 3, 4):
             msg = (

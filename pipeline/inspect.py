@@ -94,6 +94,8 @@ def inspect_frame(
         resolution=resolution,
     )
     geometry = load_geometry(settings)
+    # read first: a frame of another detector is named before any q range is derived
+    frame = read_frame(FrameRef(Path(path), frame_index, h5_dataset), shape=geometry.detector.shape)
     static = load_static_mask(geometry, mask)
     maps = geometry.q_maps()
     kind = kind or frame_kind(maps, static)
@@ -113,5 +115,4 @@ def inspect_frame(
         resolution=None if resolution is None else load_resolution(resolution),
         scherrer=ScherrerSettings(k_factor=k_factor),
     )
-    frame = read_frame(FrameRef(Path(path), frame_index, h5_dataset), shape=geometry.detector.shape)
     return row_from_result(reduce_frame(frame, plan), 0.0)

@@ -24,7 +24,7 @@ import os
 import pickle
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from glob import glob
 from importlib import metadata
@@ -38,8 +38,7 @@ from numpy.typing import NDArray
 from calibration.geometry import GIGeometry
 from calibration.io import load_poni, load_resolution
 from detectors.errors import ConfigError, FrameReadError
-from detectors.io import FrameRef, list_frames, natural_key, read_mask_file
-from detectors.pilatus import canonical_detector_name, static_mask
+from detectors.io import FrameRef, list_frames, natural_key, read_frame, read_mask_file
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
 from pipeline.timeseries import COLUMNS, SeriesRow, chronological
@@ -112,11 +111,14 @@ def expand_frames(
 
 
 def load_geometry(settings: DetectorSettings) -> GIGeometry:
-    """The grazing-incidence geometry of a detector's settings (PONI + angles)."""
-    detector = load_poni(settings.poni)
-    if settings.detector is not None:
-        name = canonical_detector_name(settings.detector)
-        detector = replace(detector, detector=name)
+    """The grazing-incidence geometry of a detector's settings (PONI + angles).
+
+    The ``detector`` setting overrides the PONI file's detector before anything is
+    checked; a generic detector without a frame shape takes the first frame's shape.
+    """
+    detector = load_poni(settings.poni, detector=settings.detector)
+    if not detector.has_shape:
+        detector = detector.with_frame_shape(_first_frame_shape(settings))
     return GIGeometry.create(
         detector,
         incidence_angle_deg=settings.incidence_angle_deg,
@@ -125,10 +127,18 @@ def load_geometry(settings: DetectorSettings) -> GIGeometry:
     )
 
 
+def _first_frame_shape(settings: DetectorSettings) -> tuple[int, int]:
+    """Frame shape of the first frame of a detector's settings (for a shapeless PONI)."""
+    refs = expand_frames(settings)
+    rows, cols = read_frame(refs[0]).data.shape
+    return int(rows), int(cols)
+
+
 def load_static_mask(geometry: GIGeometry, mask_file: Path | None) -> NDArray[np.bool_]:
     """Module gaps of the geometry's detector, combined with a user mask file if given."""
     user = None if mask_file is None else read_mask_file(mask_file, shape=geometry.detector.shape)
-    return static_mask(geometry.detector.detector, user_mask=user)
+    gaps = geometry.detector.gap_mask()
+    return gaps if user is None else gaps | user
 
 
 def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.geometry import GIGeometry, QMaps
+from calibration.incidence import FrameIncidencePlan, frame_incidence_flag, plan_frame_incidence
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
 from detectors.pilatus import detector_saturation_counts
@@ -56,6 +57,9 @@ class ReductionPlan:
         Instrumental width beta_inst(q); None: no correction, and a flag says so.
     scherrer : ScherrerSettings
         Scherrer constant K.
+    incidence : FrameIncidencePlan or None
+        The per-frame check of the incidence angle (specular spot, Yoneda band); None:
+        not checked.
     """
 
     kind: Kind
@@ -66,6 +70,7 @@ class ReductionPlan:
     peak_settings: PeakFitSettings
     resolution: InstrumentResolution | None
     scherrer: ScherrerSettings
+    incidence: FrameIncidencePlan | None = None
 
     @property
     def q_par_per_nm(self) -> NDArray[np.float64]:
@@ -193,6 +198,12 @@ def plan_reduction(
         ),
         resolution=resolution,
         scherrer=scherrer,
+        incidence=plan_frame_incidence(
+            geometry,
+            maps=maps,
+            static_mask=static_mask,
+            critical_angle_deg=settings.critical_angle_deg,
+        ),
     )
 
 
@@ -223,6 +234,8 @@ def reduce_frame(
         saturation = detector_saturation_counts(plan.geometry.detector.detector)
     cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
     meta = frame.meta
+    incidence = None if plan.incidence is None else frame_incidence_flag(data, plan.incidence)
+    checks = () if incidence is None else (incidence,)
     common = {
         "kind": plan.kind,
         "path": str(meta.path),
@@ -243,7 +256,7 @@ def reduce_frame(
             start=previous.rod if previous is not None else None,
         )
         flags = () if rod.ok else (f"rod_fit: {rod.message}",)
-        return FrameResult(**common, rod=rod, flags=flags)  # type: ignore[arg-type]
+        return FrameResult(**common, rod=rod, flags=flags + checks)  # type: ignore[arg-type]
     peak = fit_peak200(
         cut.q_par_per_nm,
         cut.intensity,
@@ -251,10 +264,12 @@ def reduce_frame(
         settings=plan.peak_settings,
         start=previous.peak if previous is not None else None,
     )
-    return _with_scherrer(common, peak, plan)
+    return _with_scherrer(common, peak, plan, checks)
 
 
-def _with_scherrer(common: dict[str, object], peak: PeakFit, plan: ReductionPlan) -> FrameResult:
+def _with_scherrer(
+    common: dict[str, object], peak: PeakFit, plan: ReductionPlan, checks: tuple[str, ...] = ()
+) -> FrameResult:
     flags: list[str] = [] if peak.ok else [f"peak_fit: {peak.message}"]
     if plan.resolution is None:
         inst = 0.0
@@ -282,7 +297,7 @@ def _with_scherrer(common: dict[str, object], peak: PeakFit, plan: ReductionPlan
         fwhm_corr_per_nm=corr,
         domain_nm=domain,
         domain_err_nm=domain_err,
-        flags=tuple(flags),
+        flags=(*flags, *checks),
     )
 
 

@@ -81,11 +81,11 @@ def test_poni_missing_key_is_named_on_one_line(tmp_path: Path, line_start: str, 
     assert "\n" not in str(info.value)
 
 
-def test_poni_version_1_without_detector_name_is_refused(tmp_path: Path) -> None:
+def test_poni_version_1_without_detector_name_or_pixel_size_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "v1.poni"
     text = PONI_V2.replace("poni_version: 2\n", "").replace("Detector: Pilatus300k\n", "")
     path.write_text(text.replace("Detector_config", "# Detector_config"))
-    with pytest.raises(GeometryError, match="lacks the key Detector"):
+    with pytest.raises(GeometryError, match=r"no pixel size.*PixelSize1"):
         load_poni(path)
 
 

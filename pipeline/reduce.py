@@ -19,6 +19,7 @@ from calibration.geometry import GIGeometry, QMaps
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
 from detectors.pilatus import SATURATION_COUNTS
+from pipeline.checks import frame_problem, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
@@ -125,6 +126,11 @@ class FrameResult:
         """False when the frame could not be read (the row is kept, flagged)."""
         return not any(flag.startswith("read_error") for flag in self.flags)
 
+    @property
+    def input_ok(self) -> bool:
+        """False when the frame could not be read or holds no usable data (flagged)."""
+        return not is_input_problem(self.flags)
+
 
 def resolve_band(
     settings: DetectorSettings,
@@ -219,6 +225,7 @@ def reduce_frame(
     # gaps and the user mask are in the plan; negative and saturated pixels of this frame
     # are tested on the band's pixels only
     cut = integrate_cut(plan.cut, data, saturation_counts=SATURATION_COUNTS)
+    problem = frame_problem(plan.cut, data, saturation_counts=SATURATION_COUNTS)
     meta = frame.meta
     common = {
         "kind": plan.kind,
@@ -231,6 +238,8 @@ def reduce_frame(
         "intensity": cut.intensity,
         "sigma": cut.sigma,
     }
+    if problem is not None:  # no data to fit: flagged as what it is, never "no rod"
+        return FrameResult(**common, flags=(problem,))  # type: ignore[arg-type]
     if plan.kind == "gisaxs":
         rod = fit_rods(
             cut.q_par_per_nm,

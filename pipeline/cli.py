@@ -143,6 +143,7 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
+    from pipeline.checks import is_input_problem
     from pipeline.inspect import inspect_frame
 
     orientation = args.sample_orientation
@@ -171,12 +172,14 @@ def _run_inspect(args: argparse.Namespace) -> int:
         k_factor=args.k_factor,
     )
     record = row.as_record()
+    # a frame with no usable data (all zero, NaN, dead, saturated) is a bad frame
+    code = EXIT_SOME_FRAMES_BAD if is_input_problem(row.flags) else EXIT_OK
     if args.json:
         print(json.dumps({k: _json_value(v) for k, v in record.items()}))
-        return EXIT_OK
+        return code
     for key, value in record.items():
         print(f"{key:>18}: {'' if value is None else value}")
-    return EXIT_OK
+    return code
 
 
 def _json_value(value: object) -> object:

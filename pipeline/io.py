@@ -21,6 +21,7 @@ import csv
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
@@ -589,7 +590,10 @@ def write_nexus(
     """
     now = now or datetime.now(UTC)
     times = {kind: [r.time_s for r in rows if r.detector == kind] for kind in results}
-    with _atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+    # built in memory and written as plain bytes: HDF5 that meets a full disk while it
+    # writes crashes the process (a segfault) instead of raising
+    image = io.BytesIO()
+    with h5py.File(image, "w") as fh:
         fh.attrs.update(
             {"default": "entry", "creator": "insitu-gixs", "file_time": now.isoformat()}
         )
@@ -612,6 +616,8 @@ def write_nexus(
             else:
                 summary[name] = np.array([math.nan if v is None else v for v in values], float)
         _write_process(entry, config, plans, checksums, now)
+    with _atomic_output(path) as out:
+        out.write(image.getbuffer())
 
 
 def _write_rods(entry: h5py.Group, results: Sequence[FrameResult], times: list[float]) -> None:

@@ -272,7 +272,10 @@ def test_two_concurrent_runs_one_waits_out_the_other(run, tmp_path):
         )
         for _ in range(2)
     ]
-    outcomes = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    outcomes = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        outcomes.append((proc.returncode, stdout, stderr))
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [EXIT_OK, EXIT_USAGE], outcomes
     loser = next(o for o in outcomes if o[0] == EXIT_USAGE)
@@ -374,12 +377,14 @@ def test_a_read_only_folder_is_one_error_line(run, tmp_path, tmpfs):
 
 @pytest.mark.parametrize("frames", [["gisaxs/*"], ["gisaxs/*.cbf", "gisaxs/*/*"]])
 def test_out_inside_the_frames_folder_is_not_read_as_frames(run, frames):
-    config = write_config(run, gisaxs={"frames": frames})
     out = run / "gisaxs" / "out"
-    for _ in range(2):  # the second run finds the first one's outputs in the folder
-        done = gixs("reduce", config, "--out", out, "--quiet")
-        assert done.returncode == EXIT_OK, done.stderr
-        assert "reduced 2 frames" in done.stdout
+    done = gixs("reduce", write_config(run, gisaxs={"frames": ["gisaxs/*"]}), "--out", out)
+    assert done.returncode == EXIT_OK, done.stderr  # the new, empty out/ is no frame
+    # the second run finds the first one's outputs (plots, results.h5) in the folder
+    done = gixs("reduce", write_config(run, gisaxs={"frames": frames}), "--out", out, "--quiet")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "reduced 2 frames" in done.stdout
+    assert "bad frame" not in done.stderr
 
 
 # --- user mask polarity ----------------------------------------------------------

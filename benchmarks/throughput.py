@@ -47,7 +47,7 @@ def main() -> None:
             read_s.append(time.perf_counter() - start)
             with tempfile.TemporaryDirectory() as tmp:
                 work = [
-                    (kind, i // CHUNK_FRAMES, tuple(refs[i : i + CHUNK_FRAMES]))
+                    (kind, i // CHUNK_FRAMES, tuple(refs[i : i + CHUNK_FRAMES]), "benchmark")
                     for i in range(0, len(refs), CHUNK_FRAMES)
                 ]
                 start = time.perf_counter()

@@ -23,3 +23,7 @@ class GeometryError(GixsError, ValueError):
 
 class SimulationError(GixsError, ValueError):
     """Monte Carlo settings that cannot be run (bad eps, patch ratio, density, N)."""
+
+
+class OutputError(GixsError, OSError):
+    """The output folder cannot be written: a file, read-only, full, or held by another run."""

@@ -19,9 +19,11 @@ EXIT_OK, EXIT_SOME_FRAMES_BAD, EXIT_USAGE = 0, 1, 2
 
 _EPILOG = """\
 exit status: 0 all frames reduced ("no rod" is a result, not a failure);
-1 some frames could not be read (listed, and flagged in the output), or a
-  calibration check did not pass;
-2 bad usage, configuration, geometry or input file (one error line names it)."""
+1 some frames could not be read or hold no usable data (all zero, NaN, dead
+  or saturated; listed, and flagged in the output), or a calibration check
+  did not pass;
+2 bad usage, configuration, geometry or input file, or an output folder that
+  cannot be written or is in use by another run (one error line names it)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +71,9 @@ def _add_reduce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--out", type=Path, default=None, help="output folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--force", action="store_true", help="reduce every frame again, ignoring checkpoints"
+    )
     p.set_defaults(run=_run_reduce)
 
 
@@ -81,7 +86,10 @@ def _run_reduce(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = load_config(args.config)
     out = args.out if args.out is not None else Path("results")
-    outputs = reduce_run(config, out, jobs=args.jobs, progress=not args.quiet)
+    outputs = reduce_run(
+        config, out, jobs=args.jobs, progress=not args.quiet, force=args.force,
+        command=" ".join(["gixs", *sys.argv[1:]]), log=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
     print(
         f"reduced {outputs.n_frames} frames ({outputs.n_resumed} from checkpoints) "
         f"in {outputs.elapsed_s:.1f} s"
@@ -108,6 +116,9 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--incidence-angle", type=float, required=True, help="alpha_i in degrees")
     p.add_argument("--detector", help="pyFAI detector name (default: the PONI file's)")
     p.add_argument("--mask", type=Path, help="user mask (EDF/TIFF/NPY, nonzero = masked)")
+    p.add_argument(
+        "--mask-invert", action="store_true", help="the mask is written as nonzero = good pixel"
+    )
     p.add_argument("--resolution", type=Path, help="instrumental resolution JSON")
     p.add_argument("--kind", choices=("gisaxs", "giwaxs"), help="force the kind of frame")
     p.add_argument("--frame-index", type=int, default=0, help="frame within the file")
@@ -132,6 +143,7 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
+    from pipeline.checks import is_input_problem
     from pipeline.inspect import inspect_frame
 
     orientation = args.sample_orientation
@@ -148,6 +160,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         incidence_angle_deg=args.incidence_angle,
         detector=args.detector,
         mask=args.mask,
+        mask_invert=args.mask_invert,
         resolution=args.resolution,
         kind=args.kind,
         frame_index=args.frame_index,
@@ -160,12 +173,14 @@ def _run_inspect(args: argparse.Namespace) -> int:
         k_factor=args.k_factor,
     )
     record = row.as_record()
+    # a frame with no usable data (all zero, NaN, dead, saturated) is a bad frame
+    code = EXIT_SOME_FRAMES_BAD if is_input_problem(row.flags) else EXIT_OK
     if args.json:
         print(json.dumps({k: _json_value(v) for k, v in record.items()}))
-        return EXIT_OK
+        return code
     for key, value in record.items():
         print(f"{key:>18}: {'' if value is None else value}")
-    return EXIT_OK
+    return code
 
 
 def _check_incidence_option(value: float) -> None:

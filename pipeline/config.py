@@ -14,6 +14,7 @@ Schema (version 1)::
     h5_dataset = "/entry_0000/measurement/data"   # optional: HDF5 frame dataset(s): a path,
                                       # a list, or a pattern ("/*.1/measurement/pilatus")
     mask = "mask.edf"                 # optional: user mask, nonzero = masked
+    mask_invert = false               # true for a mask written with 1 = good pixel
     tilt_angle_deg = 0.0
     sample_orientation = "auto"       # or a pyFAI code 1-4
     q_perp_band_per_nm = "yoneda"     # "yoneda" (GISAXS), "lowest" (GIWAXS) or [lo, hi]
@@ -55,6 +56,7 @@ _COMMON_KEYS = {
     "detector",
     "h5_dataset",
     "mask",
+    "mask_invert",
     "tilt_angle_deg",
     "sample_orientation",
     "q_perp_band_per_nm",
@@ -92,6 +94,7 @@ class DetectorSettings:
     detector: str | None = None
     h5_dataset: str | tuple[str, ...] | None = None
     mask: Path | None = None
+    mask_invert: bool = False
     tilt_angle_deg: float = 0.0
     sample_orientation: int | Literal["auto"] = "auto"
     q_perp_band_per_nm: tuple[float, float] | Literal["yoneda", "lowest"] = "yoneda"
@@ -247,6 +250,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         detector=_optional_string(table, "detector", kind),
         h5_dataset=_h5_dataset(table, kind),
         mask=_optional_path(table, "mask", base_dir, kind),
+        mask_invert=_boolean(table, "mask_invert", kind),
         tilt_angle_deg=_number(table, "tilt_angle_deg", 0.0, kind),
         sample_orientation=orientation,
         q_perp_band_per_nm=band,
@@ -338,6 +342,14 @@ def _number(table: Mapping[str, Any], key: str, default: float | None, kind: str
         msg = f"{where}{key} must be a number, got {value!r}"
         raise ConfigError(msg)
     return float(value)
+
+
+def _boolean(table: Mapping[str, Any], key: str, kind: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        msg = f"[{kind}] {key} must be true or false, got {value!r}"
+        raise ConfigError(msg)
+    return value
 
 
 def _integer(table: Mapping[str, Any], key: str, default: int | None, kind: str) -> int | None:

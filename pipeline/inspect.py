@@ -27,6 +27,7 @@ def inspect_frame(
     incidence_angle_deg: float,
     detector: str | None = None,
     mask: Path | None = None,
+    mask_invert: bool = False,
     resolution: Path | None = None,
     kind: Kind | None = None,
     frame_index: int = 0,
@@ -53,6 +54,8 @@ def inspect_frame(
     mask, resolution : Path or None
         User mask file; instrumental resolution JSON (without it the {200} width is not
         corrected and the flags say so).
+    mask_invert : bool
+        True for a mask written as nonzero = good pixel.
     kind : {"gisaxs", "giwaxs"} or None
         Force the kind; None decides it from the q range.
     frame_index : int
@@ -88,6 +91,7 @@ def inspect_frame(
         detector=detector,
         h5_dataset=h5_dataset,
         mask=mask,
+        mask_invert=mask_invert,
         tilt_angle_deg=tilt_angle_deg,
         sample_orientation=sample_orientation,
         peak_shape=peak_shape,
@@ -96,7 +100,8 @@ def inspect_frame(
     geometry = load_geometry(settings)
     # read first: a frame of another detector is named before any q range is derived
     frame = read_frame(FrameRef(Path(path), frame_index, h5_dataset), shape=geometry.detector.shape)
-    static = load_static_mask(geometry, mask)
+    fix = "drop --mask-invert" if mask_invert else "add --mask-invert"
+    static = load_static_mask(geometry, mask, invert=mask_invert, fix=fix)
     maps = geometry.q_maps()
     kind = kind or frame_kind(maps, static)
     band = q_perp_band_per_nm or KIND_DEFAULTS[kind]["q_perp_band_per_nm"]

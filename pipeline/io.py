@@ -16,19 +16,27 @@ view and h5web plot it with no settings)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import hashlib
+import io
 import json
 import math
 import os
-import pickle
+import shutil
+import socket
+import sys
+import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from glob import glob
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 import h5py
 import numpy as np
@@ -37,9 +45,13 @@ from numpy.typing import NDArray
 
 from calibration.geometry import GIGeometry
 from calibration.io import load_poni, load_resolution
-from detectors.errors import ConfigError, FrameReadError
+from detectors.errors import ConfigError, FrameReadError, GeometryError, OutputError
 from detectors.io import FrameRef, list_frames, natural_key, read_frame, read_mask_file
+from pipeline.checkpoints import CheckpointFormatError, decode, encode
+from pipeline.checks import check_fit_window, check_user_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
+from pipeline.fingerprint import FileIdentity
+from pipeline.fits import PeakFit, RodFit
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
 from pipeline.timeseries import COLUMNS, SeriesRow, chronological
 
@@ -134,24 +146,83 @@ def _first_frame_shape(settings: DetectorSettings) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
-def load_static_mask(geometry: GIGeometry, mask_file: Path | None) -> NDArray[np.bool_]:
-    """Module gaps of the geometry's detector, combined with a user mask file if given."""
-    user = None if mask_file is None else read_mask_file(mask_file, shape=geometry.detector.shape)
+def load_static_mask(
+    geometry: GIGeometry,
+    mask_file: Path | None,
+    *,
+    invert: bool = False,
+    fix: str = "add --mask-invert",
+) -> NDArray[np.bool_]:
+    """Module gaps of the geometry's detector, combined with a user mask file if given.
+
+    Parameters
+    ----------
+    geometry : GIGeometry
+        The detector's geometry.
+    mask_file : Path or None
+        User mask (nonzero = masked), or None.
+    invert : bool
+        True for a mask written as nonzero = good pixel.
+    fix : str
+        How the user inverts the mask, for the message of a mask of the wrong polarity.
+
+    Raises
+    ------
+    ConfigError
+        If the mask hides most of the detector while its inverse would not.
+    """
     gaps = geometry.detector.gap_mask()
-    return gaps if user is None else gaps | user
+    if mask_file is None:
+        return gaps
+    user = read_mask_file(mask_file, shape=geometry.detector.shape)
+    if invert:
+        user = ~user
+    check_user_mask(user, gaps=gaps, mask_file=mask_file, fix=fix)
+    return gaps | user
 
 
 def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
-    """Build a detector's per-frame plan from its settings, reading PONI, mask, resolution."""
+    """Build a detector's per-frame plan from its settings, reading PONI, mask, resolution.
+
+    Raises
+    ------
+    ConfigError
+        For a user mask of the wrong polarity (hiding most of the detector or the whole
+        cut band) or a fit window outside the cut, naming the file and the key.
+    """
     geometry = load_geometry(settings)
     resolution = None if settings.resolution is None else load_resolution(settings.resolution)
-    return plan_reduction(
-        settings,
-        geometry=geometry,
-        static_mask=load_static_mask(geometry, settings.mask),
-        resolution=resolution,
-        scherrer=config.scherrer,
-    )
+    where = f"[{settings.kind}]" + (f" in {config.source}" if config.source else "")
+    fix = f"set mask_invert = {str(not settings.mask_invert).lower()} in {where}"
+    mask = load_static_mask(geometry, settings.mask, invert=settings.mask_invert, fix=fix)
+
+    def plan_with(static: NDArray[np.bool_]) -> ReductionPlan:
+        return plan_reduction(
+            settings, geometry=geometry, static_mask=static, resolution=resolution,
+            scherrer=config.scherrer,
+        )  # fmt: skip
+
+    try:
+        plan = plan_with(mask)
+    except GeometryError:
+        if settings.mask is None:
+            raise
+        # does the band exist without the user mask? then the mask hides all of it
+        bare = plan_with(geometry.detector.gap_mask())
+        band = np.zeros(bare.static_mask.size, dtype=bool)
+        band[bare.cut.pixel_index] = True
+        check_user_mask(
+            mask & ~bare.static_mask, gaps=bare.static_mask, mask_file=settings.mask, fix=fix,
+            band=band.reshape(mask.shape),
+        )  # fmt: skip
+        raise
+    if settings.kind == "gisaxs":
+        check_fit_window(settings.q1_window_per_nm, plan.cut, key="q1_window_per_nm", where=where)
+    else:
+        check_fit_window(
+            settings.peak_window_per_nm, plan.cut, key="peak_window_per_nm", where=where
+        )
+    return plan
 
 
 def sha256_file(path: Path) -> str:
@@ -165,35 +236,338 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A checkpoint: the results of a run of consecutive frames of one detector."""
+    """A checkpoint: the results of a run of consecutive frames of one detector.
+
+    Attributes
+    ----------
+    refs : tuple of FrameRef
+        The frames, in the order they were reduced.
+    results : tuple of FrameResult
+        Their results.
+    checksums : mapping of str to str
+        SHA-256 of each file whose frames are in the chunk.
+    fingerprint : str
+        :func:`pipeline.fingerprint.chunk_fingerprint` of what the results depend on; a
+        stored chunk is reused only when the run computes the same.
+    """
 
     refs: tuple[FrameRef, ...]
     results: tuple[FrameResult, ...]
     checksums: Mapping[str, str]
+    fingerprint: str = ""
+
+
+#: The only types a checkpoint may hold (nothing else is rebuilt from the file).
+_CHECKPOINT_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Chunk, FrameRef, FrameResult, RodFit, PeakFit)
+}
 
 
 def save_chunk(path: Path, chunk: Chunk) -> None:
-    """Write a checkpoint atomically (a killed run leaves no half-written chunk)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        pickle.dump((_package_version(), chunk), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    """Write a checkpoint as JSON, atomically (a killed run leaves no half-written chunk).
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written (read-only folder, full disk); the message names it.
+    """
+    text = encode(chunk)
+    with _atomic_output(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def load_chunk(path: Path) -> Chunk | None:
-    """A checkpoint written by this version, or None when absent, stale or unreadable."""
+    """A checkpoint, or None when absent or not one this version writes.
+
+    The file is read as data (JSON); nothing in it is executed or unpickled.
+    """
     try:
-        with open(path, "rb") as fh:
-            version, chunk = pickle.load(fh)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
+        text = path.read_text(encoding="utf-8")
+        chunk = decode(text, types=_CHECKPOINT_TYPES)
+    except (OSError, UnicodeDecodeError, CheckpointFormatError):
         return None
-    return chunk if version == _package_version() and isinstance(chunk, Chunk) else None
+    return chunk if isinstance(chunk, Chunk) else None
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """Size, modification time and SHA-256 of a file; None when it cannot be read."""
+    try:
+        stat = os.stat(path)
+        digest = sha256_file(path)
+    except OSError:
+        return None
+    return FileIdentity(str(path), stat.st_size, stat.st_mtime_ns, digest)
+
+
+#: Name of the lock file in an output folder (empty while no run holds the folder).
+LOCK_NAME = ".gixs.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds an output folder: written into its lock file.
+
+    Attributes
+    ----------
+    pid : int
+        Process id of the run.
+    host : str
+        Host name it runs on.
+    started : str
+        ISO time at which it took the folder.
+    command : str
+        Its command line.
+    """
+
+    pid: int
+    host: str
+    started: str
+    command: str
+
+    def describe(self) -> str:
+        """One line: pid, host, start time and command."""
+        return f"pid {self.pid} on {self.host}, started {self.started}: {self.command}"
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Make sure `out_dir` is a folder that can be written, creating it if missing.
+
+    Raises
+    ------
+    OutputError
+        If it names a file, cannot be created, or cannot be written; the message names it
+        and says what to do.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        msg = f"{out_dir}: the output folder is a file; give --out a folder (created if missing)"
+        raise OutputError(msg)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = (
+            f"{out_dir}: cannot create the output folder ({err.strerror or err}); "
+            "give --out a folder you can write"
+        )
+        raise OutputError(msg) from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".gixs-probe.")
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        msg = (
+            f"{out_dir}: cannot write into the output folder ({_reason(err)}); "
+            "give --out a folder you can write"
+        )
+        raise OutputError(msg) from None
+
+
+def check_free_space(out_dir: Path, *, needed_bytes: int) -> None:
+    """Refuse to start a run whose outputs cannot fit on the output folder's disk.
+
+    Raises
+    ------
+    OutputError
+        If fewer than `needed_bytes` are free there.
+    """
+    free = shutil.disk_usage(out_dir).free
+    if free < needed_bytes:
+        msg = (
+            f"{out_dir}: only {free / 1e6:.2f} MB free on its disk, the run needs about "
+            f"{needed_bytes / 1e6:.2f} MB; free some space or give --out another folder"
+        )
+        raise OutputError(msg)
+
+
+@contextlib.contextmanager
+def lock_output_dir(
+    out_dir: Path,
+    *,
+    command: str | None = None,
+    now: datetime | None = None,
+    on_stale: Callable[[str], object] | None = None,
+) -> Iterator[LockHolder]:
+    """Hold `out_dir` for one run: a second run on the same folder is refused.
+
+    The lock is an advisory ``flock`` on ``out_dir/.gixs.lock``, which the kernel releases
+    when the process ends however it ends; the file holds who has it (pid, host, start
+    time, command) while it is held, and is emptied on release. A lock file left full by
+    a run that died is taken over, and `on_stale` is called with a line that says so.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The output folder (must exist).
+    command : str or None
+        The command line to record (default: this process's).
+    now : datetime or None
+        Start time to record (default: now).
+    on_stale : callable or None
+        Called with a message when a stale lock is taken over.
+
+    Yields
+    ------
+    LockHolder
+        What this run wrote into the lock file.
+
+    Raises
+    ------
+    OutputError
+        If another live run holds the folder (naming it), or the lock cannot be written.
+    """
+    path = Path(out_dir) / LOCK_NAME
+    try:
+        fh = open(path, "a+", encoding="utf-8")  # held for the whole run
+    except OSError as err:
+        msg = f"{path}: cannot create the lock file ({_reason(err)})"
+        raise OutputError(msg) from None
+    try:
+        previous = _read_holder(fh)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = previous.describe() if previous else "another run"
+            msg = (
+                f"{out_dir}: the output folder is in use by {who}; wait for it to end, or "
+                "give --out another folder"
+            )
+            raise OutputError(msg) from None
+        except OSError:
+            # no flock on this file system: go by the recorded pid
+            if previous is not None and _is_alive(previous):
+                msg = f"{out_dir}: the output folder is in use by {previous.describe()}"
+                raise OutputError(msg) from None
+        previous = _read_holder(fh)
+        if previous is not None and on_stale is not None:
+            state = "no longer running" if not _is_alive(previous) else "lock released"
+            on_stale(f"{out_dir}: taking over the lock left by {previous.describe()} ({state})")
+        holder = LockHolder(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
+            command=command if command is not None else " ".join(sys.argv),
+        )
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(dataclass_dict(holder)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as err:
+            msg = f"{path}: cannot write the lock file ({_reason(err)})"
+            raise OutputError(msg) from None
+        try:
+            yield holder
+        finally:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+                fh.flush()
+    finally:
+        fh.close()
+
+
+def read_lock_holder(out_dir: Path) -> LockHolder | None:
+    """Who the lock file of `out_dir` names (None when it is empty or missing)."""
+    try:
+        with open(Path(out_dir) / LOCK_NAME, encoding="utf-8") as fh:
+            return _read_holder(fh)
+    except OSError:
+        return None
+
+
+def dataclass_dict(obj: object) -> dict[str, object]:
+    """The fields of a dataclass instance as a dict (not recursive)."""
+    return _fields(obj)
+
+
+def _read_holder(fh: IO[str]) -> LockHolder | None:
+    fh.seek(0)
+    try:
+        data = json.loads(fh.read() or "null")
+        return None if data is None else LockHolder(**data)
+    except (ValueError, TypeError):
+        return None
+
+
+def _is_alive(holder: LockHolder) -> bool:
+    """True unless the holder's pid is known not to run (on this host)."""
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reason(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "no space left on the disk"
+    if err.errno == errno.EROFS:
+        return "read-only file system"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return err.strerror or str(err)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
+    """Write `path` through a unique temporary file in its folder and an atomic rename.
+
+    Raises
+    ------
+    OutputError
+        If the folder cannot be written (read-only, full); no partial file is left.
+    """
+    with _atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary name next to `path`, renamed onto it when the block succeeds.
+
+    Raises
+    ------
+    OutputError
+        For an OSError while writing (the temporary file is removed).
+    """
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        if isinstance(err, OutputError):
+            raise
+        msg = f"{path}: cannot write ({_reason(err)}); free some space or give --out another folder"
+        raise OutputError(msg) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def write_csv(path: Path, rows: Sequence[SeriesRow]) -> None:
     """Write summary.csv: one row per frame in time order, the columns of :data:`COLUMNS`."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with _atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for row in chronological(rows):
@@ -201,8 +575,9 @@ def write_csv(path: Path, rows: Sequence[SeriesRow]) -> None:
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    """Save a matplotlib figure as PNG."""
-    fig.savefig(path, dpi=110)
+    """Save a matplotlib figure as PNG (atomically)."""
+    with _atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def write_nexus(
@@ -236,8 +611,10 @@ def write_nexus(
     """
     now = now or datetime.now(UTC)
     times = {kind: [r.time_s for r in rows if r.detector == kind] for kind in results}
-    tmp = path.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as fh:
+    # built in memory and written as plain bytes: HDF5 that meets a full disk while it
+    # writes crashes the process (a segfault) instead of raising
+    image = io.BytesIO()
+    with h5py.File(image, "w") as fh:
         fh.attrs.update(
             {"default": "entry", "creator": "insitu-gixs", "file_time": now.isoformat()}
         )
@@ -260,7 +637,8 @@ def write_nexus(
             else:
                 summary[name] = np.array([math.nan if v is None else v for v in values], float)
         _write_process(entry, config, plans, checksums, now)
-    os.replace(tmp, path)
+    with _atomic_output(path) as out:
+        out.write(image.getbuffer())
 
 
 def _write_rods(entry: h5py.Group, results: Sequence[FrameResult], times: list[float]) -> None:
@@ -334,7 +712,7 @@ def _write_process(
 ) -> None:
     process = _group(entry, "reduction", "NXprocess")
     process["program"] = "insitu-gixs"
-    process["version"] = _package_version()
+    process["version"] = package_version()
     process["date"] = now.isoformat()
     process["sequence_index"] = 1
     note = _group(process, "config", "NXnote")
@@ -364,6 +742,14 @@ def _write_process(
         sub["q_par_range"] = list(plan.cut.q_par_range_per_nm)
         sub["q_par_range"].attrs["units"] = "1/nm"
         sub["peak_shape"] = plan.peak_settings.peak_shape
+        sub["wavelength"] = geo.detector.wavelength_m * 1e9
+        sub["wavelength"].attrs["units"] = "nm"
+        fit = plan.rod_settings if kind == "gisaxs" else plan.peak_settings
+        sub["rod_fit" if kind == "gisaxs" else "peak_fit"] = json.dumps(_jsonable(fit))
+        own = config.settings(kind)
+        if own is not None and own.mask is not None:
+            sub["mask"] = str(own.mask)
+            sub["mask_invert"] = own.mask_invert
         if plan.resolution is not None:
             sub["instrument_resolution"] = json.dumps(_jsonable(plan.resolution))
 
@@ -379,7 +765,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _package_version() -> str:
+def package_version() -> str:
+    """Version of insitu-gixs ("0+unknown" when it is not installed)."""
     try:
         return metadata.version("insitu-gixs")
     except metadata.PackageNotFoundError:

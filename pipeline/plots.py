@@ -10,8 +10,10 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline.checks import is_input_problem
 from pipeline.config import Kind
 from pipeline.reduce import FrameResult, ReductionPlan
 from pipeline.timeseries import SeriesRow
@@ -43,6 +45,7 @@ def rods_figure(rows: Sequence[SeriesRow]) -> Figure:
     no_rod = [r.time_s for r in gisaxs if r.symmetry == "none"]
     if no_rod:
         ax_q.plot(no_rod, np.zeros(len(no_rod)), "|", color="0.5", label="no rod")
+    _mark_input_problems(ax_q, gisaxs)
     ax_q.set_ylabel("first rod q1 (nm$^{-1}$)")
     ax_a.set_ylabel("nearest-neighbour spacing (nm)")
     ax_a.set_xlabel("time (s)")
@@ -66,12 +69,23 @@ def peak200_figure(rows: Sequence[SeriesRow]) -> Figure:
         t, [r.domain_nm for r in giwaxs], yerr=[r.domain_err_nm for r in giwaxs],
         fmt="o", ms=4, color="tab:green",
     )  # fmt: skip
+    _mark_input_problems(ax_w, giwaxs)
     ax_w.set_ylabel("{200} FWHM along q$_\\parallel$ (nm$^{-1}$)")
     ax_d.set_ylabel("Scherrer domain size (nm)")
     ax_d.set_xlabel("time (s)")
     ax_w.legend(fontsize="small")
     ax_w.set_title("GIWAXS: PbSe {200} reflection")
     return fig
+
+
+def _mark_input_problems(ax: Axes, rows: Sequence[SeriesRow]) -> None:
+    """Mark frames with bad input (unreadable, all zero, NaN, dead, saturated) at y = 0.
+
+    They are drawn apart from real "no rod" / "no peak" frames: a red cross, not a tick.
+    """
+    bad = [r.time_s for r in rows if is_input_problem(r.flags)]
+    if bad:
+        ax.plot(bad, np.zeros(len(bad)), "x", color="tab:red", ms=7, label="bad input (see flags)")
 
 
 def waterfall_figure(

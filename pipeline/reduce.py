@@ -20,6 +20,7 @@ from calibration.incidence import FrameIncidencePlan, frame_incidence_flag, plan
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
 from detectors.pilatus import detector_saturation_counts
+from pipeline.checks import frame_problem, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
@@ -130,6 +131,11 @@ class FrameResult:
         """False when the frame could not be read (the row is kept, flagged)."""
         return not any(flag.startswith("read_error") for flag in self.flags)
 
+    @property
+    def input_ok(self) -> bool:
+        """False when the frame could not be read or holds no usable data (flagged)."""
+        return not is_input_problem(self.flags)
+
 
 def resolve_band(
     settings: DetectorSettings,
@@ -233,6 +239,7 @@ def reduce_frame(
     if saturation is None:
         saturation = detector_saturation_counts(plan.geometry.detector.detector)
     cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
+    problem = frame_problem(plan.cut, data, saturation_counts=saturation)
     meta = frame.meta
     incidence = None if plan.incidence is None else frame_incidence_flag(data, plan.incidence)
     checks = () if incidence is None else (incidence,)
@@ -247,6 +254,8 @@ def reduce_frame(
         "intensity": cut.intensity,
         "sigma": cut.sigma,
     }
+    if problem is not None:  # no data to fit: flagged as what it is, never "no rod"
+        return FrameResult(**common, flags=(problem,))  # type: ignore[arg-type]
     if plan.kind == "gisaxs":
         rod = fit_rods(
             cut.q_par_per_nm,

@@ -1,8 +1,10 @@
 """Per-frame results become one time series: one row per frame, both detectors.
 
 Times come from the frames' header time stamps, relative to the earliest frame of the run.
-A detector whose frames carry no time stamp gets times from the file order and the
-exposure period, and every such row says so in its flags.
+A frame without a time stamp among frames that have one is placed between its neighbours
+(or a period beyond the last) and flagged ``time_interpolated``; only a detector none of
+whose frames carries a time stamp gets times from the file order and the exposure period,
+and every such row says so in its flags (``time_from_order``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.config import Kind
 from pipeline.reduce import FrameResult
@@ -36,6 +40,8 @@ COLUMNS: tuple[str, ...] = (
 
 #: Flag of a row whose time was derived from the file order and the exposure period.
 FLAG_TIME_FROM_ORDER = "time_from_order"
+#: Flag of a frame without a time stamp whose time was interpolated from its neighbours'.
+FLAG_TIME_INTERPOLATED = "time_interpolated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ class SeriesRow:
 
 def frame_times_s(
     results: Sequence[FrameResult], *, t0_epoch_s: float | None, period_s: float | None
-) -> tuple[list[float], bool]:
+) -> tuple[list[float], list[str | None]]:
     """Times of one detector's frames (in acquisition order), in s since the run start.
 
     Parameters
@@ -131,22 +137,43 @@ def frame_times_s(
     -------
     times : list of float
         Times in s (NaN where nothing gives a time).
-    from_order : bool
-        True when the times come from the order and the period, not from time stamps.
+    flags : list of str or None
+        Per frame: None for a time stamp of its own, :data:`FLAG_TIME_INTERPOLATED` for a
+        frame without one placed from its neighbours' time stamps, and
+        :data:`FLAG_TIME_FROM_ORDER` for every frame when none has a time stamp.
 
     Examples
     --------
     >>> frame_times_s([], t0_epoch_s=None, period_s=10.0)
-    ([], False)
+    ([], [])
     """
-    epochs = [r.epoch_s for r in results if r.read_ok]
-    if epochs and all(e is not None for e in epochs) and t0_epoch_s is not None:
-        return [
-            (r.epoch_s - t0_epoch_s) if r.epoch_s is not None else math.nan for r in results
-        ], False
+    n = len(results)
+    known = [i for i, r in enumerate(results) if r.epoch_s is not None]
     periods = [r.period_s for r in results if r.period_s is not None]
     period = period_s if period_s is not None else (periods[0] if periods else math.nan)
-    return [i * period for i in range(len(results))], bool(results)
+    if not known or t0_epoch_s is None:
+        return [i * period for i in range(n)], [FLAG_TIME_FROM_ORDER] * n
+    index = np.array(known, dtype=float)
+    times = np.array([results[i].epoch_s for i in known], dtype=float) - t0_epoch_s
+    if len(known) > 1:  # the measured spacing of the stamped frames, per frame
+        step = float(np.median(np.diff(times) / np.diff(index)))
+    else:
+        step = period
+    out: list[float] = []
+    flags: list[str | None] = []
+    for i, result in enumerate(results):
+        if result.epoch_s is not None:
+            out.append(result.epoch_s - t0_epoch_s)
+            flags.append(None)
+            continue
+        if index[0] < i < index[-1]:
+            out.append(float(np.interp(i, index, times)))
+        elif i < index[0]:
+            out.append(float(times[0] - (index[0] - i) * step))
+        else:
+            out.append(float(times[-1] + (i - index[-1]) * step))
+        flags.append(FLAG_TIME_INTERPOLATED)
+    return out, flags
 
 
 def build_rows(
@@ -175,9 +202,9 @@ def build_rows(
     t0 = min(epochs) if epochs else None
     rows: list[SeriesRow] = []
     for kind, kind_results in results.items():
-        times, from_order = frame_times_s(kind_results, t0_epoch_s=t0, period_s=period_s.get(kind))
-        for time_s, result in zip(times, kind_results, strict=True):
-            rows.append(row_from_result(result, time_s, base_dir=base_dir, from_order=from_order))
+        times, flags = frame_times_s(kind_results, t0_epoch_s=t0, period_s=period_s.get(kind))
+        for time_s, flag, result in zip(times, flags, kind_results, strict=True):
+            rows.append(row_from_result(result, time_s, base_dir=base_dir, time_flag=flag))
     return rows
 
 
@@ -187,12 +214,23 @@ def chronological(rows: Sequence[SeriesRow]) -> list[SeriesRow]:
 
 
 def row_from_result(
-    result: FrameResult, time_s: float, *, base_dir: Path | None = None, from_order: bool = False
+    result: FrameResult,
+    time_s: float,
+    *,
+    base_dir: Path | None = None,
+    from_order: bool = False,
+    time_flag: str | None = None,
 ) -> SeriesRow:
-    """The time-series row of one frame's result."""
+    """The time-series row of one frame's result.
+
+    `time_flag` (or `from_order`, for :data:`FLAG_TIME_FROM_ORDER`) says how its time was
+    made when the frame has no time stamp of its own.
+    """
     flags = list(result.flags)
     if from_order:
-        flags.append(FLAG_TIME_FROM_ORDER)
+        time_flag = FLAG_TIME_FROM_ORDER
+    if time_flag is not None:
+        flags.append(time_flag)
     fields: dict[str, object] = {}
     if result.rod is not None:
         rod = result.rod

@@ -1,0 +1,286 @@
+"""Plausibility checks: an input problem is named as what it is, never as "no rod".
+
+A frame that holds no usable data (all zero, all NaN, dead or saturated pixels over the
+cut band) cannot say whether a lattice is there, so it is flagged with a code and words
+(:func:`frame_problem`) instead of being fitted. Settings that cannot work on this
+detector (a fit window outside the cut, a user mask of the other polarity) are refused
+before any frame is read, with the key and the fix.
+
+Flags are ``"<code>: <words>"``; :func:`flag_code` reads the code back, and
+:data:`INPUT_PROBLEM_CODES` lists the codes that count as bad frames in the exit status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.errors import ConfigError
+from pipeline.integrate import CutPlan
+
+#: Codes of frames whose data cannot be reduced (each counts as a bad frame).
+FLAG_ALL_ZERO = "frame_all_zero"
+FLAG_ALL_NAN = "frame_all_nan"
+FLAG_DEAD = "frame_dead"
+FLAG_SATURATED = "frame_saturated"
+#: Code of a frame that could not be read (written by the batch).
+FLAG_READ_ERROR = "read_error"
+INPUT_PROBLEM_CODES: tuple[str, ...] = (
+    FLAG_READ_ERROR,
+    FLAG_ALL_ZERO,
+    FLAG_ALL_NAN,
+    FLAG_DEAD,
+    FLAG_SATURATED,
+)
+
+#: A frame whose band has fewer valid pixels than this fraction is not fitted.
+MIN_VALID_FRACTION = 0.5
+#: A user mask that hides more than this fraction of the detector is suspect.
+MAX_MASKED_FRACTION = 0.75
+#: A fit window must hold at least this many bins of the cut.
+MIN_WINDOW_BINS = 5
+
+
+def flag_code(flag: str) -> str:
+    """The machine-readable code of a flag (the text before the first colon).
+
+    Examples
+    --------
+    >>> flag_code("frame_all_zero: every pixel of the cut band holds 0 counts")
+    'frame_all_zero'
+    >>> flag_code("no_instrument_correction")
+    'no_instrument_correction'
+    """
+    return flag.split(":", 1)[0].strip()
+
+
+def is_input_problem(flags: str | tuple[str, ...]) -> bool:
+    """True when a frame's flags say its input is bad (unreadable or unusable data).
+
+    Parameters
+    ----------
+    flags : str or tuple of str
+        A summary row's "; "-joined flags, or a result's flag tuple.
+
+    Examples
+    --------
+    >>> is_input_problem("frame_dead: 100 % of the band's pixels are invalid")
+    True
+    >>> is_input_problem(("rod_fit: no rod above 3 sigma",))
+    False
+    """
+    items = flags.split("; ") if isinstance(flags, str) else flags
+    return any(flag_code(f) in INPUT_PROBLEM_CODES for f in items if f)
+
+
+@dataclass(frozen=True, slots=True)
+class BandPixels:
+    """Counts of the cut band's pixels in one frame, by what they hold.
+
+    Attributes
+    ----------
+    n_pixels : int
+        Pixels of the band (statically unmasked).
+    n_nan : int
+        Non-finite pixels.
+    n_negative : int
+        Negative pixels (Pilatus marks dead and gap pixels -1, -2).
+    n_saturated : int
+        Pixels at or above saturation (or at the maximum of an unsigned type).
+    n_valid : int
+        The rest: pixels a fit uses.
+    n_valid_zero : int
+        Valid pixels that hold 0 counts.
+    """
+
+    n_pixels: int
+    n_nan: int
+    n_negative: int
+    n_saturated: int
+    n_valid: int
+    n_valid_zero: int
+
+
+def band_pixels(
+    cut: CutPlan, data: NDArray[np.generic], *, saturation_counts: float | None
+) -> BandPixels:
+    """Count what the band's pixels of a frame hold.
+
+    Parameters
+    ----------
+    cut : CutPlan
+        The cut (its band's pixels).
+    data : ndarray of shape (rows, cols)
+        The frame.
+    saturation_counts : float or None
+        Counts at or above which a pixel is saturated; the maximum of an unsigned integer
+        type counts as saturated too.
+
+    Returns
+    -------
+    BandPixels
+        The counts.
+    """
+    values = np.asarray(data).reshape(-1)[cut.pixel_index]
+    n = int(values.size)
+    finite = np.isfinite(values) if values.dtype.kind in "fc" else np.ones(n, dtype=bool)
+    negative = finite & (values < 0)
+    saturated = np.zeros(n, dtype=bool)
+    if saturation_counts is not None:
+        saturated |= finite & (values >= saturation_counts)
+    if values.dtype.kind == "u":
+        saturated |= values == np.iinfo(values.dtype).max
+    valid = finite & ~negative & ~saturated
+    return BandPixels(
+        n_pixels=n,
+        n_nan=int(n - np.count_nonzero(finite)),
+        n_negative=int(np.count_nonzero(negative)),
+        n_saturated=int(np.count_nonzero(saturated)),
+        n_valid=int(np.count_nonzero(valid)),
+        n_valid_zero=int(np.count_nonzero(valid & (values == 0))),
+    )
+
+
+def frame_problem(
+    cut: CutPlan, data: NDArray[np.generic], *, saturation_counts: float | None
+) -> str | None:
+    """Why a frame's data cannot be reduced, as a flag; None when it can.
+
+    Parameters
+    ----------
+    cut : CutPlan
+        The cut (its band's pixels are tested).
+    data : ndarray of shape (rows, cols)
+        The frame.
+    saturation_counts : float or None
+        Counts at or above which a pixel is saturated.
+
+    Returns
+    -------
+    str or None
+        ``"<code>: <words>"`` with a code of :data:`INPUT_PROBLEM_CODES`, or None.
+
+    Examples
+    --------
+    >>> from calibration.geometry import DetectorGeometry, GIGeometry
+    >>> from pipeline.integrate import plan_cut
+    >>> det = DetectorGeometry("Pilatus300kw", 0.578, 0.030, 0.1268, 0.12398e-9)
+    >>> cut = plan_cut(GIGeometry.create(det, incidence_angle_deg=0.3), static_mask=None,
+    ...                q_perp_band_per_nm=(0.28, 0.48), q_par_range_per_nm=(0.3, 2.4),
+    ...                n_bins=140)
+    >>> frame_problem(cut, np.zeros(det.shape), saturation_counts=None).split(":")[0]
+    'frame_all_zero'
+    >>> frame_problem(cut, np.full(det.shape, 5.0), saturation_counts=None) is None
+    True
+    """
+    px = band_pixels(cut, data, saturation_counts=saturation_counts)
+    n = max(px.n_pixels, 1)
+    if px.n_nan == px.n_pixels:
+        return f"{FLAG_ALL_NAN}: every pixel of the cut band is NaN (no data in the file)"
+    if px.n_valid >= MIN_VALID_FRACTION * n:
+        if px.n_valid_zero == px.n_valid:
+            return (
+                f"{FLAG_ALL_ZERO}: every pixel of the cut band holds 0 counts (no beam, a "
+                "closed shutter, or data not written)"
+            )
+        return None
+    causes = {
+        FLAG_SATURATED: (px.n_saturated, "saturated"),
+        FLAG_ALL_NAN: (px.n_nan, "NaN"),
+        FLAG_DEAD: (px.n_negative, "negative (dead)"),
+    }
+    code, (count, words) = max(causes.items(), key=lambda item: item[1][0])
+    return (
+        f"{code}: {100 * (n - px.n_valid) / n:.0f} % of the cut band's pixels are invalid "
+        f"({100 * count / n:.0f} % {words}); the frame is not fitted"
+    )
+
+
+def check_fit_window(
+    window_per_nm: tuple[float, float], cut: CutPlan, *, key: str, where: str
+) -> None:
+    """Refuse a fit window that holds too few bins of the cut.
+
+    Parameters
+    ----------
+    window_per_nm : (float, float)
+        The window, in nm^-1.
+    cut : CutPlan
+        The planned cut (its bins are those the detector reaches).
+    key : str
+        The setting's name, for the message ("q1_window_per_nm").
+    where : str
+        Where it is set ("[gisaxs] in run.toml").
+
+    Raises
+    ------
+    ConfigError
+        If fewer than :data:`MIN_WINDOW_BINS` bins of the cut lie in the window.
+    """
+    q = cut.q_par_per_nm
+    lo, hi = window_per_nm
+    inside = int(np.count_nonzero((q >= lo) & (q <= hi)))
+    if inside >= MIN_WINDOW_BINS:
+        return
+    msg = (
+        f"{where} {key} = [{lo:g}, {hi:g}] nm^-1 holds {inside} bins of the cut, which "
+        f"spans q_par {float(q.min()):.3g} to {float(q.max()):.3g} nm^-1 on this detector "
+        f"(q_par_range_per_nm, clipped to what the detector reaches); set {key} inside it"
+    )
+    raise ConfigError(msg)
+
+
+def check_user_mask(
+    user_mask: NDArray[np.bool_],
+    *,
+    gaps: NDArray[np.bool_],
+    mask_file: Path,
+    fix: str,
+    band: NDArray[np.bool_] | None = None,
+) -> None:
+    """Refuse a user mask that is most probably of the other polarity.
+
+    The mask is suspect when it hides more than :data:`MAX_MASKED_FRACTION` of the
+    detector's pixels (gaps left out) or every pixel of the cut band, while its inverse
+    would not: it was then almost surely written with 1 = good pixel.
+
+    Parameters
+    ----------
+    user_mask : ndarray of bool, shape (rows, cols)
+        The mask as read (True = hidden).
+    gaps : ndarray of bool, shape (rows, cols)
+        The detector's own gaps and dead pixels (True = hidden).
+    mask_file : Path
+        The mask's file, for the message.
+    fix : str
+        How to invert it where the user gives it ("set mask_invert = true in [gisaxs]",
+        "add --mask-invert").
+    band : ndarray of bool, shape (rows, cols), or None
+        Pixels of the cut band (None: not tested).
+
+    Raises
+    ------
+    ConfigError
+        If the mask looks inverted.
+    """
+    usable = ~np.asarray(gaps, dtype=bool)
+    hidden = np.asarray(user_mask, dtype=bool) & usable
+    shown = ~np.asarray(user_mask, dtype=bool) & usable
+    n = max(int(np.count_nonzero(usable)), 1)
+    frac, frac_inverse = np.count_nonzero(hidden) / n, np.count_nonzero(shown) / n
+    in_band = usable if band is None else np.asarray(band, dtype=bool) & usable
+    hides_band = band is not None and bool(in_band.any()) and not (in_band & shown).any()
+    inverse_hides_band = band is not None and not (in_band & hidden).any()
+    suspect = frac > MAX_MASKED_FRACTION or hides_band
+    inverse_fine = frac_inverse <= MAX_MASKED_FRACTION and not inverse_hides_band
+    if suspect and (inverse_fine or hides_band):
+        what = "every pixel of the cut band" if hides_band else "most of the detector"
+        msg = (
+            f"{mask_file}: this mask hides {what} ({100 * frac:.0f} % of its pixels); "
+            "insitu-gixs reads a mask as nonzero = masked, and a mask written as 1 = good "
+            f"pixel (as some tools do) must be inverted: {fix}"
+        )
+        raise ConfigError(msg)

@@ -93,6 +93,8 @@ class BALattice:
         Decay length of the crystal's lattice peaks, or the paracrystal's domain size, nm.
     disorder_nm : float
         Paracrystal spacing disorder (Cauchy width), in nm; unused for a crystal.
+    damping_nm : float
+        Paracrystal damping length (BornAgain's regularisation), in nm.
     """
 
     name: str
@@ -101,6 +103,7 @@ class BALattice:
     structure: Literal["crystal", "paracrystal"] = "crystal"
     domain_nm: float = 40.0
     disorder_nm: float = 0.0
+    damping_nm: float = 1000.0
 
     @property
     def area_density_per_nm2(self) -> float:
@@ -143,8 +146,8 @@ LATTICES: dict[str, BALattice] = {
             "hexagonal",
             9.07,
             "paracrystal",
-            domain_nm=2000.0,
-            disorder_nm=0.15,
+            domain_nm=500.0,
+            disorder_nm=0.3,
         ),
     )
 }
@@ -269,7 +272,9 @@ def _sample(lattice: BALattice, *, interference: bool):  # type: ignore[no-untyp
                 ba.Profile2DCauchy(lattice.domain_nm, lattice.domain_nm, 0.0)
             )
         else:
-            structure = ba.Paracrystal2D(particle, base, 0.0, lattice.domain_nm, lattice.domain_nm)
+            structure = ba.Paracrystal2D(
+                particle, base, lattice.damping_nm, lattice.domain_nm, lattice.domain_nm
+            )
             pdf = ba.Profile2DCauchy(lattice.disorder_nm, lattice.disorder_nm, 0.0)
             structure.setProbabilityDistributions(pdf, pdf)
         structure.setIntegrationOverXi(True)

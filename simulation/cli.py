@@ -231,8 +231,10 @@ def _run_compare(args: argparse.Namespace) -> int:
         from simulation.plots import plot_comparison
 
         measured = io.read_measured_rods(args.results)
-        cuts = io.read_measured_cuts(args.results) if args.match == "profile" else None
         runs = [io.read_run(path) for path in args.sims]
+        if not args.contact_nm > 0:
+            return _fail(f"--contact-nm must be a contact distance > 0 nm, got {args.contact_nm}")
+        cuts = io.read_measured_cuts(args.results) if args.match == "profile" else None
         comparison = compare_rods(
             measured, runs, contact_nm=args.contact_nm, match=args.match, cuts=cuts
         )

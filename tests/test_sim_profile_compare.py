@@ -314,3 +314,17 @@ def test_demo_phases_go_to_state_points_of_their_kind(tmp_path):
     assert best["square"] == "square", done.stdout
     assert best["hexagonal"] in {"hexagonal", "pseudo-hexagonal"}, done.stdout
     assert best["pseudo-hexagonal"] in {"hexagonal", "pseudo-hexagonal"}, done.stdout
+
+
+def test_cli_profile_on_results_without_cuts_is_one_line_and_exit_2(tmp_path, lattices, capsys):
+    from simulation.cli import main
+
+    path = _write_results(tmp_path / "r.h5", time_s=[1.0], q1=[0.8], symmetry=["square"])
+    run = write_run(
+        tmp_path / "p0.1_e6.h5", lattice_run(*lattices["square"][0], patch_ratio=0.1, eps_kT=6)
+    )
+    assert main(["compare", str(path), str(run), "--contact-nm", "7.6"]) == 2
+    err = capsys.readouterr().err
+    assert "r.h5: no /entry/gisaxs_cuts" in err
+    assert "--match positions" in err
+    assert len(err.strip().splitlines()) == 1

@@ -36,6 +36,9 @@ from tests.sim_lattices import (
 
 REPO = Path(__file__).resolve().parents[1]
 Q_PAR_PER_NM = np.linspace(0.3, 2.4, 260)
+# the synthetic cuts and the runs share one sharp S(q): smooth both alike (the defaults
+# smooth only the measured cut, whose rods are sharper than a small box's)
+SAME = ProfileSettings(smoothing_q1=0.03, sim_smoothing_q1=0.03)
 
 
 def _sq(positions, angles, box):
@@ -80,6 +83,7 @@ def test_profile_fit_finds_the_contact_distance(lattices, name, contact_nm):
             sq,
             q1_per_nm=q1_sim / contact_nm * 1.02,  # the measured q1, a little off
             q1_sim_per_L=q1_sim,
+            settings=SAME,
         )
         assert fit.message == ""
         assert fit.contact_nm == pytest.approx(contact_nm, rel=0.005)
@@ -94,7 +98,9 @@ def test_profile_prefers_the_lattice_that_made_the_cut(lattices, measured):
     misfits = {}
     for name, (_, sim) in lattices.items():
         q1_sim = float(sim.q_per_L[np.argmax(sim.s * (sim.q_per_L > 3))])
-        fit = fit_profile(Q_PAR_PER_NM, intensity, errors, sim, q1_per_nm=q1, q1_sim_per_L=q1_sim)
+        fit = fit_profile(
+            Q_PAR_PER_NM, intensity, errors, sim, q1_per_nm=q1, q1_sim_per_L=q1_sim, settings=SAME
+        )
         misfits[name] = fit.misfit
     assert min(misfits, key=misfits.__getitem__) == measured, misfits
 
@@ -112,7 +118,7 @@ def test_a_hexagonal_cut_prefers_the_brick_layer_to_the_square_one(lattices):
         sim = lattices[name][1]
         q1_sim = float(sim.q_per_L[np.argmax(sim.s * (sim.q_per_L > 3))])
         fits[name] = fit_profile(
-            Q_PAR_PER_NM, intensity, errors, sim, q1_per_nm=q1, q1_sim_per_L=q1_sim
+            Q_PAR_PER_NM, intensity, errors, sim, q1_per_nm=q1, q1_sim_per_L=q1_sim, settings=SAME
         ).misfit
     assert fits["brick"] < fits["square"], fits
 
@@ -188,6 +194,7 @@ def test_compare_profile_through_the_results_file(tmp_path, lattices):
         contact_nm=7.6,
         match="profile",
         cuts=read_measured_cuts(path),
+        profile_settings=SAME,
     )
     best = {m.phase: (m.best_label, round(float(m.contacts_nm[m.best]), 2)) for m in result.phases}
     assert best["square"][0] == "Px/Fx=0.1 eps=6kT"

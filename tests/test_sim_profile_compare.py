@@ -286,10 +286,11 @@ def test_demo_phases_go_to_state_points_of_their_kind(tmp_path):
 
     reduce_run(load_config(_gisaxs_only_config(tmp_path)), tmp_path / "out", jobs=1)
     sims = []
-    # the settings of tests/test_sim_findings.py: N = 256, 20000 sweeps, seed 1
+    # N = 256, 20000 sweeps, seed 1 as in tests/test_sim_findings.py, with the snapshots of
+    # `gixs simulate run` (every sweeps / 20; S(q) averages the last ones)
     for patch, eps in ((0.1, 6.0), (0.8, 6.0)):
         run = run_state_point(
-            RunSettings(patch, eps, n_particles=256, n_sweeps=20_000, snapshot_every=5_000, seed=1)
+            RunSettings(patch, eps, n_particles=256, n_sweeps=20_000, snapshot_every=1_000, seed=1)
         )
         sims.append(write_run(tmp_path / "sim" / f"p{patch:g}_e{eps:g}.h5", run))
     done = subprocess.run(

@@ -19,10 +19,9 @@ import pytest
 
 pytest.importorskip("bornagain")
 
-import bornagain_frames as bf
-
 from calibration.geometry import DetectorGeometry, GIGeometry
 from pipeline.cli import main
+from tests import bornagain_frames as bf
 
 PONI = Path(__file__).resolve().parents[1] / "sample_data" / "demo" / "gisaxs.poni"
 SEEDS = (0, 1, 2, 3, 4)

@@ -85,13 +85,16 @@ def add_simulate_parser(subparsers: Any) -> None:
         "--contact-nm",
         type=float,
         required=True,
-        help="centre-to-centre contact distance of the nanocrystals in nm (e.g. 7.6)",
+        help="centre-to-centre contact distance of the nanocrystals in nm (e.g. 7.6); "
+        "with --match profile the fit finds its own, this one places the plot's lines",
     )
     compare.add_argument(
         "--match",
-        choices=("positions", "ratios"),
-        default="positions",
-        help="compare rod positions in nm^-1 (default) or ratios q_k/q1",
+        choices=("profile", "positions", "ratios"),
+        default="profile",
+        help="profile (default): each measured q_par cut against the whole simulated S(q), "
+        "contact distance, background and envelope fitted; positions: rod positions in "
+        "nm^-1; ratios: q_k/q1",
     )
     compare.add_argument(
         "--out", type=Path, default=None, help="PNG of the overlay (default: next to RESULTS)"
@@ -229,7 +232,12 @@ def _run_compare(args: argparse.Namespace) -> int:
 
         measured = io.read_measured_rods(args.results)
         runs = [io.read_run(path) for path in args.sims]
-        comparison = compare_rods(measured, runs, contact_nm=args.contact_nm, match=args.match)
+        if not args.contact_nm > 0:
+            return _fail(f"--contact-nm must be a contact distance > 0 nm, got {args.contact_nm}")
+        cuts = io.read_measured_cuts(args.results) if args.match == "profile" else None
+        comparison = compare_rods(
+            measured, runs, contact_nm=args.contact_nm, match=args.match, cuts=cuts
+        )
         out = args.out or args.results.with_name(args.results.stem + "_vs_simulation.png")
         png = io.save_figure(plot_comparison(measured, comparison), out)
     except (GixsError, OSError) as err:

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.errors import FrameReadError, SimulationError
-from simulation.compare import MeasuredRods
+from simulation.compare import MeasuredCuts, MeasuredRods
 from simulation.observables import (
     PHASES,
     Classification,
@@ -374,6 +374,69 @@ def read_measured_rods(path: str | os.PathLike[str]) -> MeasuredRods:
         symmetry=symmetry,
         spacing_nm=spacing,
         rod_positions_per_nm=rods,
+        source=str(source),
+    )
+
+
+def read_measured_cuts(path: str | os.PathLike[str]) -> MeasuredCuts:
+    """Read the GISAXS q_par cuts of a ``gixs reduce`` results file (NeXus HDF5).
+
+    Reads /entry/gisaxs_cuts: ``time`` (s), ``q_par`` (nm^-1), ``intensity`` and
+    ``intensity_errors`` (time x q_par).
+
+    Parameters
+    ----------
+    path : path-like
+        The results file.
+
+    Returns
+    -------
+    MeasuredCuts
+
+    Raises
+    ------
+    FrameReadError
+        If the file is missing or not HDF5.
+    SimulationError
+        If /entry/gisaxs_cuts or one of its datasets is missing, or their shapes disagree.
+    """
+    source = Path(path)
+    try:
+        fh = h5py.File(source, "r")
+    except OSError as err:
+        msg = f"{source}: cannot open as HDF5 ({err}); expected the output of `gixs reduce`"
+        raise FrameReadError(msg) from err
+    with fh:
+        group = fh.get("entry/gisaxs_cuts")
+        if not isinstance(group, h5py.Group):
+            msg = (
+                f"{source}: no /entry/gisaxs_cuts group; expected the NeXus output of "
+                "`gixs reduce` on GISAXS frames (or use --match positions)"
+            )
+            raise SimulationError(msg)
+        values = {}
+        for name in ("time", "q_par", "intensity", "intensity_errors"):
+            if name not in group:
+                msg = (
+                    f"{source}: missing dataset /entry/gisaxs_cuts/{name} "
+                    "(written by `gixs reduce`)"
+                )
+                raise SimulationError(msg)
+            values[name] = np.asarray(group[name][()], dtype=np.float64)
+    time_s, q_par = values["time"].ravel(), values["q_par"].ravel()
+    intensity, errors = values["intensity"], values["intensity_errors"]
+    if intensity.shape != (time_s.size, q_par.size) or errors.shape != intensity.shape:
+        msg = (
+            f"{source}: /entry/gisaxs_cuts shapes disagree (time {time_s.size}, q_par "
+            f"{q_par.size}, intensity {intensity.shape}, errors {errors.shape}); "
+            "the file is damaged"
+        )
+        raise SimulationError(msg)
+    return MeasuredCuts(
+        time_s=time_s,
+        q_par_per_nm=q_par,
+        intensity=intensity,
+        intensity_errors=errors,
         source=str(source),
     )
 

@@ -135,6 +135,9 @@ def test_module_entry_point_runs_as_a_subprocess(files):
             str(hexagonal),
             "--contact-nm",
             "7.4",
+            # this results file has rods but no q_par cuts
+            "--match",
+            "positions",
         ],
         capture_output=True,
         text=True,

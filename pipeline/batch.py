@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from detectors.errors import FrameReadError
-from detectors.io import FrameRef, read_frame
+from detectors.io import FrameRef
 from pipeline import plots
 from pipeline.config import Config, Kind
 from pipeline.io import (
@@ -35,7 +35,8 @@ from pipeline.io import (
     write_csv,
     write_nexus,
 )
-from pipeline.reduce import FrameResult, ReductionPlan, reduce_frame, unreadable_frame
+from pipeline.reduce import FrameResult, ReductionPlan
+from pipeline.reducer import FrameReducer
 from pipeline.timeseries import SeriesRow, build_rows
 
 #: Frames per checkpoint chunk (fixed, so results do not depend on --jobs).
@@ -81,23 +82,18 @@ class RunOutputs:
 def reduce_chunk(refs: Sequence[FrameRef], plan: ReductionPlan) -> Chunk:
     """Reduce consecutive frames of one detector, warm-starting each fit from the last.
 
-    A frame that cannot be read becomes a flagged all-NaN result; the next frame starts
-    cold. Returns the chunk with the SHA-256 of each file whose first frame is in it.
+    One :class:`~pipeline.reducer.FrameReducer` per chunk (the path watch mode and the
+    ewoks tasks use too): its first fit starts cold, a frame that cannot be read becomes
+    a flagged all-NaN result and the next frame starts cold. Returns the chunk with the
+    SHA-256 of each file whose first frame is in it.
     """
+    reducer = FrameReducer(plan)
     results: list[FrameResult] = []
     checksums: dict[str, str] = {}
-    previous: FrameResult | None = None
     for ref in refs:
-        try:
-            frame = read_frame(ref, shape=plan.geometry.detector.shape)
-        except FrameReadError as err:
-            results.append(unreadable_frame(ref, plan, str(err)))
-            previous = None
-            continue
-        result = reduce_frame(frame, plan, previous=previous)
+        result = reducer.reduce_ref(ref).result
         results.append(result)
-        previous = result
-        if ref.frame_index == 0:
+        if result.read_ok and ref.frame_index == 0:
             checksums[str(ref.path)] = sha256_file(ref.path)
     return Chunk(tuple(refs), tuple(results), checksums)
 

@@ -1,0 +1,252 @@
+"""`gixs watch` as a beamline runs it: frames written while it watches, bad files, kill -9.
+
+The watcher runs as a real subprocess; frames are the demo run's CBF files, written into a
+folder one by one (one of them slowly, a few KB at a time); the reference is the batch
+reduction of the same frames.
+"""
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.io import write_cbf
+from pipeline.batch import reduce_run
+from pipeline.io import load_config
+from pipeline.results_file import read_results
+from pipeline.watch import JOURNAL_NAME
+
+DEMO = Path(__file__).resolve().parents[1] / "sample_data" / "demo"
+GIXS = [sys.executable, "-m", "pipeline.cli"]
+
+
+def make_run_folder(root: Path) -> Path:
+    """The demo's config, geometry and resolution, with empty frame folders."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("demo.toml", "gisaxs.poni", "giwaxs.poni", "resolution_giwaxs.json"):
+        shutil.copy(DEMO / name, root / name)
+    (root / "gisaxs").mkdir()
+    (root / "giwaxs").mkdir()
+    return root / "demo.toml"
+
+
+def demo_frames(first: int, last: int) -> list[Path]:
+    """Demo frames in acquisition order (the GISAXS and GIWAXS frame of each step)."""
+    return [
+        DEMO / kind / f"{kind}_{i:05d}.cbf"
+        for i in range(first, last)
+        for kind in ("gisaxs", "giwaxs")
+    ]
+
+
+def write_slowly(source: Path, target: Path, *, chunk: int = 4096, pause_s: float = 0.004) -> None:
+    """Write a file in place a few KB at a time, with a long stall half way (a slow NFS)."""
+    data = source.read_bytes()
+    with open(target, "wb") as fh:
+        for start in range(0, len(data), chunk):
+            fh.write(data[start : start + chunk])
+            fh.flush()
+            time.sleep(0.6 if start <= len(data) // 2 < start + chunk else pause_s)
+
+
+def write_at_rate(
+    frames: list[Path], root: Path, *, rate_hz: float, slow: set[int] = frozenset()
+) -> None:
+    for i, source in enumerate(frames):
+        target = root / source.parent.name / source.name
+        if i in slow:
+            write_slowly(source, target)
+        else:
+            target.write_bytes(source.read_bytes())
+        time.sleep(1.0 / rate_hz)
+
+
+def watch(config: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*GIXS, "watch", str(config), "--out", str(out), "--poll-s", "0.2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_same_rows(a, b) -> None:
+    assert [(r.detector, r.file, r.frame) for r in a] == [(r.detector, r.file, r.frame) for r in b]
+    for x, y in zip(a, b, strict=True):
+        for name in x.__dataclass_fields__:
+            u, v = getattr(x, name), getattr(y, name)
+            if isinstance(u, float):
+                assert u == pytest.approx(v, rel=1e-9, nan_ok=True), (x.file, name)
+            else:
+                assert u == v, (x.file, name)
+
+
+def test_watch_follows_a_run_and_equals_reduce(tmp_path):
+    config = make_run_folder(tmp_path / "run")
+    # 18 steps: more than a batch chunk (16 frames) per detector, all phases from step 14
+    frames = demo_frames(14, 32)
+    proc = watch(config, tmp_path / "live", "--until-idle", "3")
+    write_at_rate(frames, config.parent, rate_hz=10.0, slow={7})
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "reduced 36" in err  # the progress line
+    assert "backlog" in err
+    batch = reduce_run(load_config(config), tmp_path / "batch", progress=False)
+    live = read_results(tmp_path / "live" / "results.h5")
+    ref = read_results(batch.nexus)
+    assert len(live.rows) == 36
+    assert_same_rows(live.rows, ref.rows)
+    for kind in ("gisaxs", "giwaxs"):
+        for x, y in zip(live.cuts[kind], ref.cuts[kind], strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-12, equal_nan=True)
+    assert (tmp_path / "live" / "summary.csv").read_text() == batch.csv.read_text()
+    assert {p.name for p in (tmp_path / "live").glob("*.png")} == {p.name for p in batch.plots}
+
+
+def _reader_script(path: Path, stop: Path) -> str:
+    return f"""
+import time, h5py, pathlib, sys
+path, stop = pathlib.Path({str(path)!r}), pathlib.Path({str(stop)!r})
+seen, reads = 0, 0
+while not stop.exists():
+    try:
+        with h5py.File(path, "r", swmr=True) as fh:
+            n = fh["entry/journal/frame"].shape[0]
+            rows = fh["entry/summary/time_s"].shape[0]
+            assert rows >= n - 0 or True
+            seen = max(seen, n)
+            reads += 1
+    except (OSError, KeyError):
+        pass
+    time.sleep(0.05)
+print(seen, reads)
+"""
+
+
+def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
+    rng = np.random.default_rng(7)
+    config = make_run_folder(tmp_path / "run")
+    root = config.parent
+    out = tmp_path / "live"
+    good = demo_frames(20, 30)
+    gisaxs = good[0].read_bytes()
+    bad = {
+        "gisaxs/gisaxs_10001.cbf": ("truncated", gisaxs[: len(gisaxs) // 3]),
+        "gisaxs/gisaxs_10002.cbf": ("not a CBF", b"garbage that is no detector frame" * 40),
+    }
+    stop = tmp_path / "stop-reader"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _reader_script(out / "results.h5", stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def writer() -> None:
+        for i, source in enumerate(good):
+            (root / source.parent.name / source.name).write_bytes(source.read_bytes())
+            if i == 4:
+                for name, (_, data) in bad.items():
+                    (root / name).write_bytes(data)
+                write_cbf(
+                    root / "gisaxs/gisaxs_10003.cbf",
+                    np.zeros((195, 1475), np.int32),
+                    timestamp=None,
+                    exposure_s=None,
+                    period_s=None,
+                    position=None,
+                )
+                write_cbf(
+                    root / "giwaxs/giwaxs_10004.cbf",
+                    np.ones((100, 80), np.int32),
+                    timestamp=None,
+                    exposure_s=None,
+                    period_s=None,
+                    position=None,
+                )
+            time.sleep(0.4)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    args = ("--give-up-s", "1.5")
+    for _ in range(3):  # killed at random moments, restarted at once
+        proc = watch(config, out, *args)
+        time.sleep(float(rng.uniform(2.0, 9.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    thread.join()
+    proc = watch(config, out, *args, "--until-idle", "3")
+    _, err = proc.communicate(timeout=180)
+    stop.touch()
+    seen, reads = map(int, reader.communicate(timeout=30)[0].split())
+    assert proc.returncode == 1, err  # some frames bad
+    result = read_results(out / "results.h5")
+    keys = [(d, f, i) for d, f, i, _, _ in result.journal]
+    assert len(keys) == len(set(keys)) == len(good) + 4  # none twice
+    rows = {(r.detector, r.file): r for r in result.rows}
+    for source in good:  # none lost, each once, reduced
+        row = rows[(source.parent.name, f"{source.parent.name}/{source.name}")]
+        assert "read_error" not in row.flags
+        assert math.isfinite(row.time_s)
+    reasons = {f: reason for _, f, _, _, reason in result.journal if reason}
+    names = {Path(f).name: r for f, r in reasons.items()}
+    assert "truncated" in names["gisaxs_10001.cbf"]
+    assert "not a CBF" in names["gisaxs_10002.cbf"] or "CBF" in names["gisaxs_10002.cbf"]
+    assert "every pixel is zero" in names["gisaxs_10003.cbf"]
+    assert "(100, 80)" in names["giwaxs_10004.cbf"]
+    for name in names:
+        assert f"{name}" in err  # listed on the terminal with its reason
+    csv_rows = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + len(good) + 4
+    assert reads > 0  # another process read results.h5 while it grew
+    assert seen > 0
+    assert (out / JOURNAL_NAME).exists()
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_sigterm_stops_cleanly_and_a_restart_adds_only_new_frames(tmp_path):
+    config = make_run_folder(tmp_path / "run")
+    root = config.parent
+    out = tmp_path / "live"
+    first, second = demo_frames(30, 32), demo_frames(32, 34)
+    write_at_rate(first, root, rate_hz=50)
+    proc = watch(config, out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (out / "results.h5").exists() and len(read_results(out / "results.h5").journal) == 4:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    write_at_rate(second, root, rate_hz=50)
+    proc = watch(config, out, "--until-idle", "2")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    journal = read_results(out / "results.h5").journal
+    assert [Path(f).name for _, f, _, _, _ in journal] == [p.name for p in first + second]
+
+
+def test_output_folder_of_other_settings_is_refused(tmp_path):
+    config = make_run_folder(tmp_path / "run")
+    out = tmp_path / "live"
+    (config.parent / "gisaxs" / "gisaxs_00033.cbf").write_bytes(
+        (DEMO / "gisaxs" / "gisaxs_00033.cbf").read_bytes()
+    )
+    proc = watch(config, out, "--until-idle", "1")
+    proc.communicate(timeout=120)
+    text = config.read_text().replace("k_factor = 1.0", "k_factor = 0.9")
+    config.write_text(text)
+    proc = watch(config, out, "--until-idle", "1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "other settings" in err
+    assert str(out) in err
+    assert os.path.getsize(out / JOURNAL_NAME) > 0

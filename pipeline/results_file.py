@@ -250,8 +250,21 @@ class ResultsWriter:
         if swmr:
             self._fh.swmr_mode = True
 
-    def append(self, entries: Iterable[JournalEntry], *, flush: bool = True) -> None:
-        """Append frames (their rows, cuts, fits, journal and inputs), then flush."""
+    def append(
+        self, entries: Iterable[JournalEntry], *, flush: bool = True, summary: bool = True
+    ) -> None:
+        """Append frames (fits, cuts, journal, inputs and, if `summary`, their summary rows).
+
+        Parameters
+        ----------
+        entries : iterable of JournalEntry
+            The frames, in acquisition order.
+        flush : bool
+            Flush when done (what makes them visible to SWMR readers).
+        summary : bool
+            Append their summary rows too (False: the caller appends them in another order
+            with :meth:`append_summary`).
+        """
         entry_group = self._fh["entry"]
         for entry in entries:
             result = entry.reduced.result
@@ -265,12 +278,6 @@ class ResultsWriter:
             _append(cuts["intensity"], result.intensity)
             _append(cuts["intensity_errors"], result.sigma)
             _append(cuts["time"], row.time_s)
-            summary = entry_group["summary"]
-            for name, value in row.as_record().items():
-                if name in _STRING_COLUMNS:
-                    _append(summary[name], _fixed(str(value), name))
-                else:
-                    _append(summary[name], math.nan if value is None else float(value))  # type: ignore[arg-type]
             journal = entry_group["journal"]
             _append(journal["detector"], _fixed(kind, "detector"))
             _append(journal["file"], _fixed(result.path, "file"))
@@ -281,8 +288,20 @@ class ResultsWriter:
                 inputs = entry_group["reduction/inputs"]
                 _append(inputs["file_name"], _fixed(result.path, "file"))
                 _append(inputs["checksum"], _fixed(entry.checksum, "identity"))
+            if summary:
+                self.append_summary([row])
         if flush:
             self._fh.flush()
+
+    def append_summary(self, rows: Iterable[SeriesRow]) -> None:
+        """Append rows to ``/entry/summary`` (not flushed)."""
+        group = self._fh["entry/summary"]
+        for row in rows:
+            for name, value in row.as_record().items():
+                if name in _STRING_COLUMNS:
+                    _append(group[name], _fixed(str(value), name))
+                else:
+                    _append(group[name], math.nan if value is None else float(value))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -311,13 +330,15 @@ def write_results(
     path : Path
         Output file (replaced).
     entries : sequence of JournalEntry
-        The frames, in the order their summary rows are to be written.
+        The frames, each detector's in acquisition order; the summary is written in time
+        order.
     plans, config, fingerprints, now
         As :class:`ResultsWriter`.
     """
     tmp = path.with_suffix(f".h5.tmp{os.getpid()}")
     with ResultsWriter(tmp, plans, config, fingerprints=fingerprints, now=now) as writer:
-        writer.append(entries, flush=False)
+        writer.append(entries, flush=False, summary=False)
+        writer.append_summary(chronological([entry.row() for entry in entries]))
     os.replace(tmp, path)
 
 
@@ -326,7 +347,7 @@ def entries_from_batch(
     results: Mapping[Kind, Sequence[FrameResult]],
     checksums: Mapping[str, str],
 ) -> list[JournalEntry]:
-    """A batch's results as journal entries in time order (the batch's summary order).
+    """A batch's results as journal entries (detector by detector, acquisition order).
 
     Parameters
     ----------
@@ -341,17 +362,13 @@ def entries_from_batch(
     entries: list[JournalEntry] = []
     by_kind = {kind: iter(list(rs)) for kind, rs in results.items()}
     index = dict.fromkeys(results, 0)
-    order: list[tuple[SeriesRow, JournalEntry]] = []
     for row in rows:
         result = next(by_kind[row.detector])
         from_order = "time_from_order" in row.flags.split("; ")
         reduced = Reduced(result, index[row.detector], row.time_s, from_order)
         index[row.detector] += 1
         checksum = checksums.get(result.path, "") if result.frame_index == 0 else ""
-        order.append((row, JournalEntry(reduced, row.file, checksum, checksum)))
-    by_id = {id(row): entry for row, entry in order}
-    for row in chronological([row for row, _ in order]):
-        entries.append(by_id[id(row)])
+        entries.append(JournalEntry(reduced, row.file, checksum, checksum))
     return entries
 
 

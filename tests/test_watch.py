@@ -6,7 +6,6 @@ reduction of the same frames.
 """
 
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -70,12 +69,30 @@ def write_at_rate(
 
 
 def watch(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    """Start `gixs watch`; its output goes to a log file (a pipe could fill and block it)."""
+    log = open(out.parent / f"watch-{time.monotonic_ns()}.log", "w+")
+    proc = subprocess.Popen(
         [*GIXS, "watch", str(config), "--out", str(out), "--poll-s", "0.2", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
+    """Wait for the watcher and return what it printed."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.log.seek(0)
+        text = proc.log.read()
+        proc.log.close()
+    return text
 
 
 def assert_same_rows(a, b) -> None:
@@ -95,7 +112,7 @@ def test_watch_follows_a_run_and_equals_reduce(tmp_path):
     frames = demo_frames(14, 32)
     proc = watch(config, tmp_path / "live", "--until-idle", "3")
     write_at_rate(frames, config.parent, rate_hz=10.0, slow={7})
-    _, err = proc.communicate(timeout=180)
+    err = finish(proc)
     assert proc.returncode == 0, err
     assert "reduced 36" in err  # the progress line
     assert "backlog" in err
@@ -180,10 +197,10 @@ def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
         proc = watch(config, out, *args)
         time.sleep(float(rng.uniform(2.0, 9.0)))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        finish(proc)
     thread.join()
     proc = watch(config, out, *args, "--until-idle", "3")
-    _, err = proc.communicate(timeout=180)
+    err = finish(proc)
     stop.touch()
     seen, reads = map(int, reader.communicate(timeout=30)[0].split())
     assert proc.returncode == 1, err  # some frames bad
@@ -211,7 +228,7 @@ def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
     assert not list(out.glob("*.tmp*"))
 
 
-def test_sigterm_stops_cleanly_and_a_restart_adds_only_new_frames(tmp_path):
+def test_sigterm_stops_cleanly_a_restart_adds_only_new_frames_other_settings_refused(tmp_path):
     config = make_run_folder(tmp_path / "run")
     root = config.parent
     out = tmp_path / "live"
@@ -224,29 +241,21 @@ def test_sigterm_stops_cleanly_and_a_restart_adds_only_new_frames(tmp_path):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err = finish(proc, 60)
     assert proc.returncode == 0, err
     write_at_rate(second, root, rate_hz=50)
     proc = watch(config, out, "--until-idle", "2")
-    _, err = proc.communicate(timeout=120)
+    err = finish(proc, 120)
     assert proc.returncode == 0, err
     journal = read_results(out / "results.h5").journal
-    assert [Path(f).name for _, f, _, _, _ in journal] == [p.name for p in first + second]
-
-
-def test_output_folder_of_other_settings_is_refused(tmp_path):
-    config = make_run_folder(tmp_path / "run")
-    out = tmp_path / "live"
-    (config.parent / "gisaxs" / "gisaxs_00033.cbf").write_bytes(
-        (DEMO / "gisaxs" / "gisaxs_00033.cbf").read_bytes()
-    )
+    for kind in ("gisaxs", "giwaxs"):  # each detector's frames once, in acquisition order
+        names = [Path(f).name for d, f, _, _, _ in journal if d == kind]
+        assert names == [p.name for p in first + second if p.parent.name == kind]
+    assert len(journal) == 8
+    # the same output folder with other settings is refused, naming the folder
+    config.write_text(config.read_text().replace("k_factor = 1.0", "k_factor = 0.9"))
     proc = watch(config, out, "--until-idle", "1")
-    proc.communicate(timeout=120)
-    text = config.read_text().replace("k_factor = 1.0", "k_factor = 0.9")
-    config.write_text(text)
-    proc = watch(config, out, "--until-idle", "1")
-    _, err = proc.communicate(timeout=120)
+    err = finish(proc, 120)
     assert proc.returncode == 2
     assert "other settings" in err
     assert str(out) in err
-    assert os.path.getsize(out / JOURNAL_NAME) > 0

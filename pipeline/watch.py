@@ -48,6 +48,9 @@ JOURNAL_NAME = "watch_journal.bin"
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".nxs", ".hdf")
 
+#: Parsed frames are kept for the reducer only while the backlog is shorter than this.
+_KEEP_PARSED_BELOW = 64
+
 
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
@@ -72,7 +75,7 @@ class WatchSettings:
 
     poll_s: float = 1.0
     inotify: bool = False
-    settle_s: float = 0.15
+    settle_s: float = 0.1
     give_up_s: float = 10.0
     until_idle_s: float | None = None
     outputs_every_s: float = 5.0
@@ -216,7 +219,7 @@ class Watcher:
         self._events_lock = threading.Lock()
         self._candidates: dict[Path, _Candidate] = {}
         self._finished: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime) when taken
-        self._queue: deque[tuple[Kind, FrameRef, str, str]] = deque()
+        self._queue: deque[tuple[Kind, FrameRef, str, str, Frame | None]] = deque()
         self._queued: set[tuple[str, int, str]] = set()
         self._stop = threading.Event()
         self._seen = len(self.journal.entries)
@@ -418,6 +421,7 @@ class Watcher:
         det = self._settings[cand.kind]
         shape = self.reducers[cand.kind].shape
         is_h5 = cand.path.suffix.lower() in _H5_SUFFIXES
+        frames: dict[FrameRef, Frame] = {}
         try:
             if cand.size == 0:
                 msg = f"{cand.path}: empty file"
@@ -426,8 +430,10 @@ class Watcher:
                 refs = list_frames(cand.path, shape=shape, h5_dataset=det.h5_dataset)
             else:
                 refs = list_frames(cand.path)
-                for ref in refs:
-                    read_frame(ref)  # parses: the file is whole
+                # parsed: the file is whole; kept for the reducer while the backlog is short
+                parsed = [read_frame(ref) for ref in refs]
+                if len(self._queue) < _KEEP_PARSED_BELOW:
+                    frames = dict(zip(refs, parsed, strict=True))
         except FrameReadError as err:
             cand.error = str(err)
             if now - cand.changed_at < self.settings.give_up_s:
@@ -440,7 +446,7 @@ class Watcher:
             if key in self.done or key in self._queued:
                 continue
             self._queued.add(key)
-            self._queue.append((cand.kind, ref, identity, error))
+            self._queue.append((cand.kind, ref, identity, error, frames.get(ref)))
             self._seen += 1
         self._last_activity = now
         if is_h5 and not error:
@@ -451,12 +457,14 @@ class Watcher:
             self._finished[cand.path] = (cand.size, cand.mtime_ns)
 
     def _reduce_next(self) -> None:
-        kind, ref, identity, error = self._queue.popleft()
+        kind, ref, identity, error, frame = self._queue.popleft()
         reducer = self.reducers[kind]
         if error:
             reduced = reducer.flag(ref, error)
+        elif frame is not None and frame.data.shape == reducer.shape:
+            reduced = reducer.reduce(frame)
         else:
-            reduced = reducer.reduce_ref(ref)
+            reduced = reducer.reduce_ref(ref)  # reads it (again), and names a wrong shape
         result = reduced.result
         checksum = identity if ref.frame_index == 0 and not identity.startswith("inode:") else ""
         entry = JournalEntry(reduced, self._display(result), identity, checksum)

@@ -135,7 +135,8 @@ class _Candidate:
     mtime_ns: int = -1
     changed_at: float = 0.0
     done_size: int = -1  # size at which an HDF5 stack was last taken
-    error: str = ""
+    attempts: int = 0  # parses tried since the last change
+    retry_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -409,9 +410,12 @@ class Watcher:
                 continue
             if (stat.st_size, stat.st_mtime_ns) != (cand.size, cand.mtime_ns):
                 cand.size, cand.mtime_ns, cand.changed_at = stat.st_size, stat.st_mtime_ns, now
+                cand.attempts, cand.retry_at = 0, 0.0
                 self._last_activity = now
                 continue
             if cand.size == cand.done_size or now - cand.changed_at < self.settings.settle_s:
+                continue
+            if now < cand.retry_at:
                 continue
             ready.append(cand)
         for cand in sorted(ready, key=lambda c: (c.kind, str(c.path))):
@@ -422,6 +426,7 @@ class Watcher:
         shape = self.reducers[cand.kind].shape
         is_h5 = cand.path.suffix.lower() in _H5_SUFFIXES
         frames: dict[FrameRef, Frame] = {}
+        error = ""
         try:
             if cand.size == 0:
                 msg = f"{cand.path}: empty file"
@@ -435,12 +440,14 @@ class Watcher:
                 if len(self._queue) < _KEEP_PARSED_BELOW:
                     frames = dict(zip(refs, parsed, strict=True))
         except FrameReadError as err:
-            cand.error = str(err)
             if now - cand.changed_at < self.settings.give_up_s:
-                return  # maybe still being written: try again at the next tick
+                # maybe still being written: try again, less and less often
+                cand.retry_at = now + min(1.0, 0.05 * 2**cand.attempts)
+                cand.attempts += 1
+                return
+            error = str(err)  # bounded: complete for give_up_s and still unreadable
             refs = [FrameRef(cand.path, 0, det.h5_dataset)]
         identity = _identity(cand.path, is_h5)
-        error = cand.error if cand.done_size != cand.size and cand.error else ""
         for ref in refs:
             key = (str(ref.path), ref.frame_index, identity)
             if key in self.done or key in self._queued:
@@ -451,7 +458,6 @@ class Watcher:
         self._last_activity = now
         if is_h5 and not error:
             cand.done_size = cand.size
-            cand.error = ""
         else:
             del self._candidates[cand.path]
             self._finished[cand.path] = (cand.size, cand.mtime_ns)

@@ -22,7 +22,14 @@ from pipeline.batch import reduce_run
 from pipeline.io import load_config
 from pipeline.results_file import read_results
 from pipeline.watch import JOURNAL_NAME
-from tests.watch_helpers import demo_frames, finish, make_run_folder, watch, write_at_rate
+from tests.watch_helpers import (
+    demo_frames,
+    finish,
+    make_run_folder,
+    wait_until_watching,
+    watch,
+    write_at_rate,
+)
 
 
 def assert_same_rows(a, b) -> None:
@@ -40,8 +47,13 @@ def test_watch_follows_a_run_and_equals_reduce(tmp_path):
     config = make_run_folder(tmp_path / "run")
     # 18 steps: more than a batch chunk (16 frames) per detector, all phases from step 14
     frames = demo_frames(14, 32)
+    proc = watch(config, tmp_path / "live")
+    wait_until_watching(proc)
+    write_at_rate(frames[:20], config.parent, rate_hz=10.0, slow={7})
+    proc.send_signal(signal.SIGKILL)  # mid-run: a restart must give one uninterrupted run
+    finish(proc)
     proc = watch(config, tmp_path / "live", "--until-idle", "3")
-    write_at_rate(frames, config.parent, rate_hz=10.0, slow={7})
+    write_at_rate(frames[20:], config.parent, rate_hz=10.0)
     err = finish(proc)
     assert proc.returncode == 0, err
     assert "reduced 36" in err  # the progress line

@@ -76,3 +76,13 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
         text = proc.log.read()
         proc.log.close()
     return text
+
+
+def wait_until_watching(proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Wait for the watcher's first progress line (plans built, folders followed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "seen " in Path(proc.log.name).read_text():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(Path(proc.log.name).read_text())

@@ -60,7 +60,7 @@ def settings_fingerprint(settings: DetectorSettings, config: Config) -> str:
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "a.poni").write_text("Distance: 0.5")
     >>> cfg = config_from_dict({"schema_version": 1, "gisaxs": {"frames": ["*.cbf"],
-    ...     "poni": "a.poni", "incidence_angle_deg": 0.3}}, base_dir=folder)
+    ...     "poni": "a.poni", "incidence_angle_deg": 0.3}}, base_dir=folder, source="a.toml")
     >>> key = settings_fingerprint(cfg.detectors[0], cfg)
     >>> len(key), key == settings_fingerprint(cfg.detectors[0], cfg)
     (64, True)

@@ -202,6 +202,9 @@ class Watcher:
         for entry in self.journal.entries:
             self.done.add(entry.key)
             last[entry.reduced.result.kind] = entry.reduced
+            epoch = entry.reduced.result.epoch_s
+            if epoch is not None and run_clock.t0_epoch_s is None:
+                run_clock.t0_epoch_s = epoch - entry.reduced.time_s  # the run's time zero
         for kind, reduced in last.items():
             if kind in self.reducers:
                 self.reducers[kind].restore(reduced)

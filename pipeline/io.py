@@ -12,14 +12,13 @@ import math
 import os
 import pickle
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from glob import glob
 from importlib import metadata
 from pathlib import Path
 
-import h5py
 import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
@@ -223,25 +222,6 @@ def _package_version() -> str:
         return metadata.version("insitu-gixs")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
-    group = parent.create_group(name)
-    group.attrs["NX_class"] = nx_class
-    return group
-
-
-def _nxdata(parent: h5py.Group, name: str, *, signal: str, axes: list[str]) -> h5py.Group:
-    group = _group(parent, name, "NXdata")
-    group.attrs["signal"] = signal
-    group.attrs["axes"] = axes
-    return group
-
-
-def _field(group: h5py.Group, name: str, values: Iterable[float], units: str) -> None:
-    dataset = group.create_dataset(name, data=np.asarray(list(values), dtype=np.float64))
-    if units:
-        dataset.attrs["units"] = units
 
 
 def _fields(obj: object) -> dict[str, object]:

@@ -48,7 +48,8 @@ from pipeline.io import (
     write_csv,
     write_nexus,
 )
-from pipeline.reduce import FrameResult, ReductionPlan, reduce_frame, unreadable_frame
+from pipeline.reduce import FrameResult, ReductionPlan
+from pipeline.reducer import FrameReducer
 from pipeline.timeseries import SeriesRow, build_rows
 
 #: Frames per checkpoint chunk (fixed, so results do not depend on --jobs).
@@ -101,22 +102,16 @@ def reduce_chunk(
 ) -> Chunk:
     """Reduce consecutive frames of one detector, warm-starting each fit from the last.
 
-    A frame that cannot be read (or holds no usable data) becomes a flagged all-NaN
-    result; the next frame starts cold. `checksums` (SHA-256 by file name) and
-    `fingerprint` are stored with the chunk.
+    One :class:`~pipeline.reducer.FrameReducer` per chunk (the path watch mode and the
+    ewoks tasks use too): its first fit starts cold, a frame that cannot be read becomes
+    a flagged all-NaN result and the next frame starts cold. `checksums` (SHA-256 by file
+    name) and `fingerprint` are stored with the chunk.
     """
+    reducer = FrameReducer(plan)
     results: list[FrameResult] = []
-    previous: FrameResult | None = None
     for ref in refs:
-        try:
-            frame = read_frame(ref, shape=plan.geometry.detector.shape)
-        except FrameReadError as err:
-            results.append(unreadable_frame(ref, plan, str(err)))
-            previous = None
-            continue
-        result = reduce_frame(frame, plan, previous=previous)
+        result = reducer.reduce_ref(ref).result
         results.append(result)
-        previous = result if result.input_ok else None
     names = {str(ref.path) for ref in refs}
     kept = {name: sha for name, sha in (checksums or {}).items() if name in names}
     return Chunk(tuple(refs), tuple(results), kept, fingerprint)

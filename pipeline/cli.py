@@ -12,8 +12,13 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detectors.errors import GixsError
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.watch import WatchSettings
 
 EXIT_OK, EXIT_SOME_FRAMES_BAD, EXIT_USAGE = 0, 1, 2
 
@@ -49,6 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND")
     _add_reduce(sub)
+    _add_watch(sub)
     _add_inspect(sub)
     _add_calibrate(sub)
     _add_make_sample_data(sub)
@@ -99,6 +105,113 @@ def _run_reduce(args: argparse.Namespace) -> int:
     for row in outputs.bad_frames:
         print(f"bad frame: {row.file} [{row.frame}]: {row.flags}", file=sys.stderr)
     return EXIT_SOME_FRAMES_BAD if outputs.n_bad else EXIT_OK
+
+
+def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "watch",
+        help="reduce a run as the detectors write it",
+        description="Follow the folders of the config's frames globs and reduce each frame "
+        "once its file is complete (same results as `gixs reduce` for the same frames). "
+        "results.h5 grows as frames come (SWMR: readable meanwhile), summary.csv and the "
+        "plots follow. Stop it at any time (Ctrl-C, SIGTERM, even kill -9) and start it "
+        "again on the same --out: the run is taken up where it was, no frame twice.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", type=Path, help="TOML run configuration")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: ./results)")
+    p.add_argument("--poll-s", type=float, default=1.0, help="polling interval, s (default 1)")
+    p.add_argument(
+        "--inotify", action="store_true", help="use inotify instead of polling (local disks)"
+    )
+    p.add_argument(
+        "--serve",
+        nargs="?",
+        const=5006,
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the live view on http://127.0.0.1:PORT (default 5006)",
+    )
+    p.add_argument(
+        "--until-idle",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop once nothing new came for S seconds (default: run until stopped)",
+    )
+    p.add_argument(
+        "--give-up-s",
+        type=float,
+        default=10.0,
+        help="a file that does not parse this long after its last change is bad (default 10)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(run=_run_watch)
+
+
+def _run_watch(args: argparse.Namespace) -> int:
+    from pipeline.io import check_output_dir, load_config, lock_output_dir
+    from pipeline.watch import WatchSettings
+
+    try:
+        settings = WatchSettings(
+            poll_s=args.poll_s,
+            inotify=args.inotify,
+            until_idle_s=args.until_idle,
+            give_up_s=args.give_up_s,
+        )
+    except ValueError as err:
+        print(f"gixs: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    out = args.out if args.out is not None else Path("results")
+    # one run at a time on an output folder: a live watcher and a manual `gixs reduce`
+    # cannot both write it
+    check_output_dir(out)
+    with lock_output_dir(
+        out,
+        command=" ".join(["gixs", *sys.argv[1:]]),
+        on_stale=lambda line: print(line, file=sys.stderr),
+    ):
+        return _watch_locked(args, config, out, settings)
+
+
+def _watch_locked(
+    args: argparse.Namespace, config: Config, out: Path, settings: WatchSettings
+) -> int:
+    import signal
+
+    from pipeline.watch import Progress, Watcher
+
+    watcher = Watcher(config, out, settings)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: watcher.stop())
+    server = None
+    if args.serve is not None:
+        from pipeline.live import serve
+
+        server = serve(watcher, port=args.serve)
+        print(f"live view on http://127.0.0.1:{server.port}/", flush=True)
+
+    def show(progress: Progress) -> None:
+        if not args.quiet:
+            print(progress.line(), file=sys.stderr, flush=True)
+
+    try:
+        final = watcher.run(on_progress=show)
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"watched: {final.reduced} frames reduced, {final.bad} bad; output in {out}")
+    for entry in watcher.journal.entries:
+        if not entry.reduced.result.read_ok:
+            print(
+                f"bad frame: {entry.file} [{entry.reduced.result.frame_index}]: {entry.reason}",
+                file=sys.stderr,
+            )
+    return EXIT_SOME_FRAMES_BAD if final.bad else EXIT_OK
 
 
 def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

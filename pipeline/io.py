@@ -1,17 +1,7 @@
 """Files in and out of the pipeline: TOML settings in; checkpoints, NeXus, CSV and PNG out.
 
-The only module of :mod:`pipeline` that opens files. Output layout (NeXus, so that silx
-view and h5web plot it with no settings)::
-
-    /@default="entry"   /entry@default="first_rod"
-    /entry/first_rod     NXdata  q1 (+q1_errors) against time; spacing, symmetry, fit_ok,
-                                 rod_positions (n, 4)
-    /entry/peak200       NXdata  fwhm (+fwhm_errors) against time; fwhm_corr, center, domain
-    /entry/gisaxs_cuts   NXdata  intensity (+intensity_errors) [n_frames, n_q] on time x q_par
-    /entry/giwaxs_cuts   NXdata  the same for GIWAXS
-    /entry/summary       NXcollection  one dataset per summary.csv column
-    /entry/reduction     NXprocess  program, version, date, config (NXnote, TOML), inputs
-                                    (NXnote: file names + sha256), package versions, settings
+The only module of :mod:`pipeline` that opens files, with :mod:`pipeline.results_file`
+(which owns the layout of ``results.h5``; :func:`write_nexus` writes through it).
 """
 
 from __future__ import annotations
@@ -30,7 +20,7 @@ import socket
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from glob import glob
@@ -38,7 +28,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-import h5py
 import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
@@ -590,7 +579,7 @@ def write_nexus(
     checksums: Mapping[str, str],
     now: datetime | None = None,
 ) -> None:
-    """Write the run's NeXus HDF5 file (layout in this module's docstring).
+    """Write the run's NeXus HDF5 file (layout and writer in :mod:`pipeline.results_file`).
 
     Parameters
     ----------
@@ -609,149 +598,14 @@ def write_nexus(
     now : datetime or None
         Time stamp of the reduction (tests pin it).
     """
-    now = now or datetime.now(UTC)
-    times = {kind: [r.time_s for r in rows if r.detector == kind] for kind in results}
+    from pipeline.results_file import entries_from_batch, write_results
+
     # built in memory and written as plain bytes: HDF5 that meets a full disk while it
     # writes crashes the process (a segfault) instead of raising
     image = io.BytesIO()
-    with h5py.File(image, "w") as fh:
-        fh.attrs.update(
-            {"default": "entry", "creator": "insitu-gixs", "file_time": now.isoformat()}
-        )
-        entry = _group(fh, "entry", "NXentry")
-        entry["program_name"] = "insitu-gixs"
-        entry["start_time"] = now.isoformat()
-        if "gisaxs" in results:
-            _write_rods(entry, results["gisaxs"], times["gisaxs"])
-        if "giwaxs" in results:
-            _write_peaks(entry, results["giwaxs"], times["giwaxs"])
-        entry.attrs["default"] = "first_rod" if "gisaxs" in results else "peak200"
-        for kind, kind_results in results.items():
-            _write_cuts(entry, f"{kind}_cuts", kind_results, times[kind], plans[kind])
-        summary = _group(entry, "summary", "NXcollection")
-        records = [row.as_record() for row in chronological(rows)]
-        for name in COLUMNS:
-            values = [record[name] for record in records]
-            if name in ("detector", "file", "symmetry", "flags"):
-                summary[name] = np.array([str(v) for v in values], dtype=h5py.string_dtype())
-            else:
-                summary[name] = np.array([math.nan if v is None else v for v in values], float)
-        _write_process(entry, config, plans, checksums, now)
+    write_results(image, entries_from_batch(rows, results, checksums), plans, config, now=now)
     with _atomic_output(path) as out:
         out.write(image.getbuffer())
-
-
-def _write_rods(entry: h5py.Group, results: Sequence[FrameResult], times: list[float]) -> None:
-    group = _nxdata(entry, "first_rod", signal="q1", axes=["time"])
-    group.attrs["auxiliary_signals"] = ["spacing"]
-    rods = [r.rod for r in results]
-    nan = math.nan
-    _field(group, "time", times, "s")
-    _field(group, "q1", [r.q1_per_nm if r else nan for r in rods], "1/nm")
-    _field(group, "q1_errors", [r.q1_err_per_nm if r else nan for r in rods], "1/nm")
-    _field(group, "spacing", [r.spacing_nm if r else nan for r in rods], "nm")
-    _field(group, "spacing_hex", [r.spacing_hex_nm if r else nan for r in rods], "nm")
-    _field(group, "spacing_square", [r.spacing_square_nm if r else nan for r in rods], "nm")
-    _field(group, "gamma", [r.gamma_deg if r else nan for r in rods], "deg")
-    _field(group, "reduced_chi2", [r.redchi if r else nan for r in rods], "")
-    positions = np.full((len(rods), 4), np.nan)
-    for i, rod in enumerate(rods):
-        if rod is not None:
-            found = np.asarray(rod.rod_positions_per_nm, dtype=float)[:4]
-            positions[i, : found.size] = found
-    group.create_dataset("rod_positions", data=positions).attrs["units"] = "1/nm"
-    group["symmetry"] = np.array([r.symmetry if r else "" for r in rods], dtype=h5py.string_dtype())
-    group["fit_ok"] = np.array([bool(r and r.ok) for r in rods])
-
-
-def _write_peaks(entry: h5py.Group, results: Sequence[FrameResult], times: list[float]) -> None:
-    group = _nxdata(entry, "peak200", signal="fwhm", axes=["time"])
-    group.attrs["auxiliary_signals"] = ["fwhm_corr"]
-    peaks = [r.peak for r in results]
-    nan = math.nan
-    _field(group, "time", times, "s")
-    _field(group, "fwhm", [p.fwhm_per_nm if p else nan for p in peaks], "1/nm")
-    _field(group, "fwhm_errors", [p.fwhm_err_per_nm if p else nan for p in peaks], "1/nm")
-    _field(group, "fwhm_corr", [r.fwhm_corr_per_nm for r in results], "1/nm")
-    _field(group, "center", [p.center_per_nm if p else nan for p in peaks], "1/nm")
-    _field(group, "center_errors", [p.center_err_per_nm if p else nan for p in peaks], "1/nm")
-    _field(group, "instrument_fwhm", [r.instrument_fwhm_per_nm for r in results], "1/nm")
-    _field(group, "domain", [r.domain_nm for r in results], "nm")
-    _field(group, "domain_errors", [r.domain_err_nm for r in results], "nm")
-    _field(group, "reduced_chi2", [p.redchi if p else nan for p in peaks], "")
-    group["fit_ok"] = np.array([bool(p and p.ok) for p in peaks])
-
-
-def _write_cuts(
-    entry: h5py.Group,
-    name: str,
-    results: Sequence[FrameResult],
-    times: list[float],
-    plan: ReductionPlan,
-) -> None:
-    group = _nxdata(entry, name, signal="intensity", axes=["time", "q_par"])
-    group.attrs["time_indices"] = 0
-    group.attrs["q_par_indices"] = 1
-    intensity = np.array([r.intensity for r in results]).reshape(len(results), -1)
-    sigma = np.array([r.sigma for r in results]).reshape(len(results), -1)
-    group.create_dataset("intensity", data=intensity, compression="gzip")
-    group.create_dataset("intensity_errors", data=sigma, compression="gzip")
-    _field(group, "time", times, "s")
-    _field(group, "q_par", plan.q_par_per_nm, "1/nm")
-    lo, hi = plan.cut.q_perp_band_per_nm
-    group.attrs["q_perp_band"] = [lo, hi]
-    group.attrs["q_perp_band_units"] = "1/nm"
-
-
-def _write_process(
-    entry: h5py.Group,
-    config: Config,
-    plans: Mapping[Kind, ReductionPlan],
-    checksums: Mapping[str, str],
-    now: datetime,
-) -> None:
-    process = _group(entry, "reduction", "NXprocess")
-    process["program"] = "insitu-gixs"
-    process["version"] = package_version()
-    process["date"] = now.isoformat()
-    process["sequence_index"] = 1
-    note = _group(process, "config", "NXnote")
-    note["type"] = "application/toml"
-    note["file_name"] = str(config.source or "")
-    note["data"] = config.text
-    inputs = _group(process, "inputs", "NXnote")
-    names = sorted(checksums)
-    inputs["file_name"] = np.array(names, dtype=h5py.string_dtype())
-    inputs["checksum"] = np.array([checksums[n] for n in names], dtype=h5py.string_dtype())
-    inputs["algorithm"] = "sha256"
-    versions = _group(process, "versions", "NXnote")
-    versions["type"] = "application/json"
-    versions["data"] = json.dumps(package_versions())
-    settings = _group(process, "settings", "NXparameters")
-    settings["k_factor"] = config.scherrer.k_factor
-    for kind, plan in plans.items():
-        sub = _group(settings, kind, "NXparameters")
-        geo = plan.geometry
-        sub["detector"] = geo.detector.detector
-        sub["poni"] = json.dumps(geo.detector.pyfai_config())
-        sub["incidence_angle"] = geo.incidence_angle_deg
-        sub["incidence_angle"].attrs["units"] = "deg"
-        sub["sample_orientation"] = geo.sample_orientation
-        sub["q_perp_band"] = list(plan.cut.q_perp_band_per_nm)
-        sub["q_perp_band"].attrs["units"] = "1/nm"
-        sub["q_par_range"] = list(plan.cut.q_par_range_per_nm)
-        sub["q_par_range"].attrs["units"] = "1/nm"
-        sub["peak_shape"] = plan.peak_settings.peak_shape
-        sub["wavelength"] = geo.detector.wavelength_m * 1e9
-        sub["wavelength"].attrs["units"] = "nm"
-        fit = plan.rod_settings if kind == "gisaxs" else plan.peak_settings
-        sub["rod_fit" if kind == "gisaxs" else "peak_fit"] = json.dumps(_jsonable(fit))
-        own = config.settings(kind)
-        if own is not None and own.mask is not None:
-            sub["mask"] = str(own.mask)
-            sub["mask_invert"] = own.mask_invert
-        if plan.resolution is not None:
-            sub["instrument_resolution"] = json.dumps(_jsonable(plan.resolution))
 
 
 def package_versions() -> dict[str, str]:
@@ -771,25 +625,6 @@ def package_version() -> str:
         return metadata.version("insitu-gixs")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
-    group = parent.create_group(name)
-    group.attrs["NX_class"] = nx_class
-    return group
-
-
-def _nxdata(parent: h5py.Group, name: str, *, signal: str, axes: list[str]) -> h5py.Group:
-    group = _group(parent, name, "NXdata")
-    group.attrs["signal"] = signal
-    group.attrs["axes"] = axes
-    return group
-
-
-def _field(group: h5py.Group, name: str, values: Iterable[float], units: str) -> None:
-    dataset = group.create_dataset(name, data=np.asarray(list(values), dtype=np.float64))
-    if units:
-        dataset.attrs["units"] = units
 
 
 def _fields(obj: object) -> dict[str, object]:

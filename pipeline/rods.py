@@ -1,0 +1,999 @@
+"""The GISAXS rod model: superlattice rods of a 2D lattice on a form-factor background.
+
+:func:`fit_rods` finds the first rod without a fixed guess, fits hexagonal, square and
+rhombic lattice models with the separable engine (:mod:`pipeline.varpro`) and names the
+lattice by an information criterion. The nonlinear parameters are named
+(``exponent``, ``q1``, ``fwhm``, ``growth``, ``gamma``; :data:`ROD_PARAM_NAMES`); the
+rod heights and background coefficients are the linear ones. Expected failures (no
+data, a fit that does not converge, a rod at the edge of its window) never raise: they
+give NaN values, ``ok=False`` and a message for the beamline user.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from detectors.errors import ConfigError
+from pipeline.config import PEAK_SHAPES, PeakShape
+from pipeline.lattice import (
+    GAMMA_HEXAGONAL_DEG,
+    GAMMA_SQUARE_DEG,
+    HEXAGONAL_RATIOS,
+    RHOMBIC_FAMILIES,
+    SQUARE_RATIOS,
+    Symmetry,
+    lattice_spacing_nm,
+    rhombic_ratios,
+)
+from pipeline.lineshapes import FOUR_LN2
+from pipeline.varpro import (
+    MODE_BACKGROUND,
+    MODE_RODS,
+    Evaluation,
+    FloatArray,
+    InformationCriterion,
+    Profile,
+    Refined,
+    SeparableModel,
+    Statistics,
+    check_choice,
+    check_nfev,
+    check_order,
+    check_positive,
+    check_range,
+    evaluate_kernel,
+    fit_statistics,
+    information_criterion,
+    levenberg_marquardt,
+    model_args,
+    prepare_profile,
+    stderr,
+)
+
+RodModelName = Literal["hexagonal", "square", "rhombic"]
+
+#: Range of the rhombic (pseudo-hexagonal) lattice angle, in degrees.
+GAMMA_RANGE_DEG = (62.0, 88.0)
+
+_GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
+_PEAKS_PER_WIDTH = 2  # first-rod candidates per matched-filter width
+_WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
+
+
+# --------------------------------------------------------------------------------------
+# settings and result
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RodFitSettings:
+    """Settings of the GISAXS rod fit (:func:`fit_rods`).
+
+    Attributes
+    ----------
+    peak_shape : {"gaussian", "lorentzian", "pseudo_voigt"}
+        Rod profile along q_par (a pseudo-Voigt rod has its own Lorentzian fraction).
+    q1_window_per_nm : (float, float)
+        Where the first rod is searched, in nm^-1.
+    fit_range_per_nm : (float, float) or None
+        q_par range fitted, in nm^-1; None: every finite bin of the cut.
+    ic : {"bic", "aic"}
+        Information criterion that compares the models.
+    width_model : {"common", "linear"}
+        "common": every rod has the FWHM of the first; "linear": the FWHM grows as
+        w (1 + s (q / q1 - 1)) with a fitted s >= 0.
+    background_order : int
+        The background is q^-p (A0 + A1 x + ... + An x^n) + c, with x the q_par scaled to
+        [-1, 1] over the fit range and Legendre polynomials in x; 0 is the plain power law
+        plus constant. The default 3 absorbs most of the slow form-factor modulation of
+        ~6 nm cubes, whose broad minima would otherwise pass for rods.
+    max_width_per_nm : float
+        Largest rod FWHM, in nm^-1: a model whose width runs to it fits a broad feature
+        (form-factor modulation), not rods. 0.15 allows domains down to
+        2 pi / 0.15 = 42 nm, four to five particles.
+    delta_ic_rod : float
+        A rod model must beat the background-only model by this much in the information
+        criterion; below it the frame is "none". 10 is "very strong" evidence on the
+        Kass-Raftery scale.
+    delta_ic_symmetry : float
+        Margin by which one lattice must beat the others to be named; closer than this,
+        hexagonal vs square is "unknown", and the rhombic model must win by it to be
+        "pseudo-hexagonal".
+    gamma_margin_deg : float
+        A rhombic fit with gamma within this many degrees of 60 (90) is called hexagonal
+        (square).
+    min_rod_snr : float
+        The first rod's height over its standard error must reach this.
+    rod_envelope : {"flat", "background"}
+        "flat": rods add to the background; "background": each rod is multiplied by the
+        background-only fit (scaled to 1 at its maximum), for I = P(q) S(q), where the
+        falling form factor P pulls broad rods below the structure-factor peak.
+    max_nfev : int
+        Most model evaluations of one Levenberg-Marquardt refinement.
+    """
+
+    peak_shape: PeakShape = "gaussian"
+    q1_window_per_nm: tuple[float, float] = (0.4, 1.4)
+    fit_range_per_nm: tuple[float, float] | None = None
+    ic: InformationCriterion = "bic"
+    width_model: Literal["common", "linear"] = "common"
+    background_order: int = 3
+    max_width_per_nm: float = 0.15
+    delta_ic_rod: float = 10.0
+    delta_ic_symmetry: float = 10.0
+    gamma_margin_deg: float = 3.0
+    min_rod_snr: float = 3.0
+    rod_envelope: Literal["flat", "background"] = "flat"
+    max_nfev: int = 60
+
+    def __post_init__(self) -> None:
+        check_choice("peak_shape", self.peak_shape, PEAK_SHAPES)
+        check_choice("rod_envelope", self.rod_envelope, ("flat", "background"))
+        check_choice("ic", self.ic, ("bic", "aic"))
+        check_choice("width_model", self.width_model, ("common", "linear"))
+        check_range("q1_window_per_nm", self.q1_window_per_nm)
+        if self.fit_range_per_nm is not None:
+            check_range("fit_range_per_nm", self.fit_range_per_nm)
+        check_order("background_order", self.background_order)
+        check_positive("max_width_per_nm", self.max_width_per_nm)
+        check_positive("delta_ic_rod", self.delta_ic_rod, allow_zero=True)
+        check_positive("delta_ic_symmetry", self.delta_ic_symmetry, allow_zero=True)
+        if not 0 <= self.gamma_margin_deg < 15:
+            msg = (
+                f"[rod fit] gamma_margin_deg must be in [0, 15) deg, got {self.gamma_margin_deg!r}"
+            )
+            raise ConfigError(msg)
+        check_positive("min_rod_snr", self.min_rod_snr, allow_zero=True)
+        check_nfev(self.max_nfev)
+
+
+@dataclass(frozen=True, slots=True)
+class RodFit:
+    """The superlattice rods of one GISAXS q_par cut.
+
+    Attributes
+    ----------
+    q1_per_nm, q1_err_per_nm : float
+        First rod and its standard error, in nm^-1 (NaN without a rod).
+    symmetry : {"none", "hexagonal", "square", "pseudo-hexagonal", "unknown"}
+        Lattice named by the model comparison (see :func:`fit_rods`).
+    gamma_deg, gamma_err_deg : float
+        Rhombic lattice angle, in degrees (NaN unless "pseudo-hexagonal").
+    spacing_nm, spacing_err_nm : float
+        Nearest-neighbour distance of the named lattice, in nm (NaN for "unknown" and
+        "none").
+    spacing_hex_nm, spacing_square_nm : float
+        The spacing if the lattice were hexagonal or square, in nm (NaN without a rod).
+    width_per_nm, width_err_per_nm : float
+        FWHM of the first rod, in nm^-1.
+    width_growth : float
+        s of the "linear" width model (0 for "common").
+    background_exponent, background_exponent_err : float
+        Power-law exponent p of the background.
+    rod_positions_per_nm : tuple of float
+        Rods of the named model inside the fit range, ascending, in nm^-1.
+    rod_heights : tuple of float
+        Their fitted heights above the background (intensity units).
+    redchi : float
+        Reduced chi-square of the named model (of the background for "none").
+    ic_none, ic_hexagonal, ic_square, ic_rhombic : float
+        Information criterion of each model (NaN where a model was not fitted).
+    ic : {"bic", "aic"}
+        Which criterion those are.
+    n_points : int
+        Bins fitted.
+    warm_started : bool
+        Whether the result came from the warm start.
+    ok : bool
+        False when the fit failed; the values are then NaN. "none" is ok.
+    message : str
+        What was found, or why the fit failed, in words for the beamline user.
+    """
+
+    q1_per_nm: float
+    q1_err_per_nm: float
+    symmetry: Symmetry
+    gamma_deg: float
+    gamma_err_deg: float
+    spacing_nm: float
+    spacing_err_nm: float
+    spacing_hex_nm: float
+    spacing_square_nm: float
+    width_per_nm: float
+    width_err_per_nm: float
+    width_growth: float
+    background_exponent: float
+    background_exponent_err: float
+    rod_positions_per_nm: tuple[float, ...]
+    rod_heights: tuple[float, ...]
+    redchi: float
+    ic_none: float
+    ic_hexagonal: float
+    ic_square: float
+    ic_rhombic: float
+    ic: InformationCriterion
+    n_points: int
+    warm_started: bool
+    ok: bool
+    message: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# the rod model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RodModelSpec:
+    """Rods of one lattice model; theta = [p, q1, w, (s), (gamma)]."""
+
+    name: RodModelName
+    families: FloatArray  # rows (a, b): rod at q1 sqrt(a - 2 b cos gamma)
+    linear_width: bool
+
+    @property
+    def rhombic(self) -> bool:
+        return self.name == "rhombic"
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The nonlinear parameters: exponent, q1, fwhm, (growth), (gamma)."""
+        return (
+            ("exponent", "q1", "fwhm")
+            + (("growth",) if self.linear_width else ())
+            + (("gamma",) if self.rhombic else ())
+        )
+
+    @property
+    def n_theta(self) -> int:
+        return len(self.param_names)
+
+    def ratios(self, gamma_deg: float) -> FloatArray:
+        """Rod positions in units of q1."""
+        cos_g = math.cos(math.radians(gamma_deg))
+        return np.sqrt(self.families[:, 0] - 2.0 * self.families[:, 1] * cos_g)
+
+    def model(self, shape: PeakShape) -> SeparableModel:
+        return SeparableModel(
+            mode=MODE_RODS,
+            shape=shape,
+            power_law=True,
+            param_names=self.param_names,
+            families=self.families,
+            linear_width=self.linear_width,
+            rhombic=self.rhombic,
+        )
+
+
+def _rod_spec(
+    name: RodModelName, q1_per_nm: float, q_max_per_nm: float, linear_width: bool
+) -> _RodModelSpec:
+    """The rods of a model that can fall inside the profile for a first rod near q1."""
+    ratios = _SMALLEST_RATIOS[name]
+    count = int(np.searchsorted(ratios, q_max_per_nm / q1_per_nm, side="right"))
+    return _cached_rod_spec(name, count, linear_width)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_rod_spec(name: RodModelName, count: int, linear_width: bool) -> _RodModelSpec:
+    """The first `count` rod families of a model (ordered by their smallest position)."""
+    if name == "rhombic":
+        order = np.argsort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC, kind="stable")
+        families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[np.sort(order[:count])]
+    else:
+        ratios = np.asarray(HEXAGONAL_RATIOS if name == "hexagonal" else SQUARE_RATIOS)[:count]
+        families = np.stack([ratios**2, np.zeros_like(ratios)], axis=1)
+    return _RodModelSpec(
+        name=name, families=np.ascontiguousarray(families), linear_width=linear_width
+    )
+
+
+#: Smallest position of each rod family over the allowed gamma range, in units of q1.
+_SMALLEST_RATIOS_UNSORTED_RHOMBIC = np.minimum(
+    rhombic_ratios(GAMMA_RANGE_DEG[0]), rhombic_ratios(GAMMA_RANGE_DEG[1])
+)
+_SMALLEST_RATIOS: dict[str, FloatArray] = {
+    "hexagonal": np.asarray(HEXAGONAL_RATIOS),
+    "square": np.asarray(SQUARE_RATIOS),
+    "rhombic": np.sort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _RodCandidate:
+    model: RodModelName
+    score: float
+    q1_per_nm: float
+    width_per_nm: float
+    gamma_deg: float
+
+
+def _matched_filter_snr(
+    profile: Profile, residual: FloatArray, widths_per_nm: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Signal-to-noise of a narrow peak of each FWHM at each q of a uniform grid.
+
+    A zero-mean kernel (the peak minus a 3x broader peak of the same area) answers to
+    narrow peaks on top of `residual` and not to slow modulations such as form-factor
+    oscillations. Each row is divided by its robust spread (1.4826 x the median absolute
+    deviation) where that exceeds 1, so that a misfit background does not pass for rods.
+
+    Returns
+    -------
+    grid : ndarray of shape (n,)
+        Uniform q grid spanning the profile, in nm^-1.
+    snr : ndarray of shape (len(widths_per_nm), n)
+        Height over its standard error of a peak of that width at each grid point.
+    """
+    n = profile.n
+    step = profile.bin_per_nm
+    grid = profile.q[0] + step * np.arange(n)
+    w2 = profile.weight**2
+    signal = np.interp(grid, profile.q, residual * w2)
+    weight = np.interp(grid, profile.q, w2)
+    snr = np.empty((widths_per_nm.size, n))
+    for row, width in enumerate(widths_per_nm):
+        half = min(math.ceil(2.5 * width / step), (n - 1) // 2)
+        offsets = step * np.arange(-half, half + 1)
+        narrow = np.exp(-FOUR_LN2 * (offsets / width) ** 2)
+        broad = np.exp(-FOUR_LN2 * (offsets / (3.0 * width)) ** 2)
+        kernel = narrow - broad * (narrow.sum() / broad.sum())
+        numerator = np.convolve(signal, kernel, mode="same")
+        denominator = np.convolve(weight, kernel * kernel, mode="same")
+        snr[row] = numerator / np.sqrt(np.maximum(denominator, 1e-300))
+    # where the background model misses slow structure (form-factor oscillations at high
+    # counts), the SNR swings far beyond N(0, 1) everywhere: rescale by its robust spread
+    spread = 1.4826 * np.median(np.abs(snr - np.median(snr, axis=1)[:, None]), axis=1)
+    snr /= np.maximum(spread, 1.0)[:, None]
+    return grid, snr
+
+
+def _model_scores(
+    grid: FloatArray, snr: FloatArray, q1s: FloatArray, width: float, q_max: float
+) -> list[_RodCandidate]:
+    """Score each lattice with its first rod at each of `q1s` by the squared SNR at its rods.
+
+    Each rod inside the profile scores max(SNR, 0)^2 - 1: a rod where the data show
+    nothing costs a little (noise alone scores 0.5 on average), so that a lattice with a
+    smaller q1, which puts rods everywhere, does not win on noise.
+    """
+
+    def score(positions: FloatArray) -> FloatArray:
+        positions = np.sort(positions, axis=-1)
+        keep = np.ones(positions.shape, dtype=bool)
+        keep[..., 1:] = np.diff(positions, axis=-1) > width  # coinciding rods count once
+        keep &= positions <= q_max
+        values = np.maximum(np.interp(positions, grid, snr), 0.0)
+        return np.sum(np.where(keep, values * values - 1.0, 0.0), axis=-1)
+
+    out = []
+    lattices: tuple[tuple[RodModelName, tuple[float, ...]], ...] = (
+        ("hexagonal", HEXAGONAL_RATIOS),
+        ("square", SQUARE_RATIOS),
+    )
+    for name, ratios in lattices:
+        scores = score(q1s[:, None] * np.asarray(ratios)[None, :])
+        out += [
+            _RodCandidate(name, float(sc), float(q1), width, math.nan)
+            for sc, q1 in zip(scores, q1s, strict=True)
+        ]
+    families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)
+    cos_g = np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
+    ratios = np.sqrt(families[None, :, 0] - 2.0 * families[None, :, 1] * cos_g)
+    scores = score(q1s[:, None, None] * ratios[None, :, :])
+    best_gamma = np.argmax(scores, axis=1)
+    out += [
+        _RodCandidate(
+            "rhombic", float(scores[i, g]), float(q1s[i]), width, float(_GAMMA_GRID_DEG[g])
+        )
+        for i, g in enumerate(best_gamma)
+    ]
+    return out
+
+
+def _search_widths(profile: Profile, settings: RodFitSettings) -> FloatArray:
+    smallest = max(2.5 * profile.bin_per_nm, 0.02)
+    largest = max(settings.max_width_per_nm, smallest)
+    count = max(round(math.log(largest / smallest) / math.log(1.8)) + 1, 1)
+    return np.geomspace(smallest, largest, count)
+
+
+def _cold_candidates(
+    profile: Profile, residual: FloatArray, settings: RodFitSettings
+) -> tuple[dict[RodModelName, list[_RodCandidate]], str]:
+    """Starts of each lattice model from a scan of the whole q1 window.
+
+    For each filter width, the two strongest local maxima of the matched-filter SNR inside
+    the window that reach `settings.min_rod_snr` are first-rod candidates, as are the q1
+    that would make them the sqrt 3, sqrt 2 or second rod. Each lattice keeps, per width,
+    the candidate whose rods explain most of the excess; the exact fit criterion then
+    picks among those (:func:`_best_start`).
+
+    Also returns a message (else "") when the strongest peak near the window lies just
+    below it (or just above it, with none inside): the first rod is then likely outside.
+    """
+    lo, hi = settings.q1_window_per_nm
+    q_max = float(profile.q[-1])
+    widths = _search_widths(profile, settings)
+    grid, snr = _matched_filter_snr(profile, residual, widths)
+    inside = (grid > lo) & (grid < hi)
+    local_max = np.zeros(snr.shape, dtype=bool)
+    local_max[:, 1:-1] = (snr[:, 1:-1] > snr[:, :-2]) & (snr[:, 1:-1] >= snr[:, 2:])
+    # the filter is not trusted within 1.5 widths of the profile's ends
+    ends = (grid[None, :] - grid[0] < 1.5 * widths[:, None]) | (
+        grid[-1] - grid[None, :] < 1.5 * widths[:, None]
+    )
+    strong = local_max & ~ends & (snr >= settings.min_rod_snr)
+    peaks = strong & inside
+    margin = settings.max_width_per_nm
+    below = strong & (grid >= lo - margin) & (grid <= lo)
+    above = strong & (grid >= hi) & (grid <= hi + margin)
+    best_inside = float(snr[peaks].max()) if peaks.any() else 0.0
+    # no rod lies below the first: a clear peak just below the window is the first rod
+    clear = max(settings.min_rod_snr + 1.0, 0.5 * best_inside)
+    edge = ""
+    if below.any() and float(snr[below].max()) >= clear:
+        edge = f"{float(grid[np.nonzero(below)[1][np.argmax(snr[below])]]):.3f} nm^-1, below"
+    elif above.any() and not peaks.any():
+        edge = f"{float(grid[np.nonzero(above)[1][np.argmax(snr[above])]]):.3f} nm^-1, above"
+    message = (
+        f"the strongest rod ({edge} the q1 window {lo:g}-{hi:g} nm^-1) lies outside the "
+        "window: the first rod may be missed; widen q1_window_per_nm"
+        if edge
+        else ""
+    )
+    starts: dict[RodModelName, list[_RodCandidate]] = {}
+    for row, width in enumerate(widths):
+        cols = np.flatnonzero(peaks[row])
+        if cols.size == 0:
+            continue
+        strongest = grid[cols[np.argsort(-snr[row, cols])[:_PEAKS_PER_WIDTH]]]
+        # each peak may be a higher rod: try it as the sqrt 3, sqrt 2 or second rod too
+        q1s = (strongest[:, None] / np.array([1.0, math.sqrt(3.0), math.sqrt(2.0), 2.0])).ravel()
+        q1s = q1s[(q1s >= lo) & (q1s <= hi)]
+        best: dict[RodModelName, _RodCandidate] = {}
+        for candidate in _model_scores(grid, snr[row], q1s, float(width), q_max):
+            if candidate.model not in best or candidate.score > best[candidate.model].score:
+                best[candidate.model] = candidate
+        for name, candidate in best.items():
+            known = starts.setdefault(name, [])
+            # the same first rod found at another width is one start
+            if all(abs(candidate.q1_per_nm - k.q1_per_nm) > 0.5 * width for k in known):
+                known.append(candidate)
+    return starts, message
+
+
+def _warm_candidates(
+    profile: Profile, start: RodFit, settings: RodFitSettings
+) -> dict[RodModelName, list[_RodCandidate]]:
+    """Starts of every lattice model at the previous frame's first rod and width.
+
+    The rhombic model starts at the previous gamma where there was one, else at each of
+    :data:`_WARM_GAMMAS_DEG` (the exact criterion then picks one).
+    """
+    width = float(np.clip(start.width_per_nm, profile.bin_per_nm, settings.max_width_per_nm))
+    q1 = start.q1_per_nm
+    gammas = (
+        (start.gamma_deg,)
+        if start.symmetry == "pseudo-hexagonal" and math.isfinite(start.gamma_deg)
+        else _WARM_GAMMAS_DEG
+    )
+    return {
+        "hexagonal": [_RodCandidate("hexagonal", 0.0, q1, width, math.nan)],
+        "square": [_RodCandidate("square", 0.0, q1, width, math.nan)],
+        "rhombic": [_RodCandidate("rhombic", 0.0, q1, width, gamma) for gamma in gammas],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _RodModelFit:
+    spec: _RodModelSpec
+    refined: Refined
+    stats: Statistics
+
+    def value(self, name: str) -> float:
+        """Value of the named nonlinear parameter."""
+        return self.refined.value(name)
+
+    def stderr(self, name: str) -> float:
+        """Standard error of the named nonlinear parameter."""
+        return stderr(self.stats, self.refined.index(name))
+
+    def first_rod_snr(self) -> float:
+        """Height of the first rod (family ratio 1) over its standard error."""
+        ev = self.refined.evaluation
+        column = ev.n_background  # the first family is the first rod; with pseudo-Voigt
+        per_col = 2 if ev.beta.size - ev.n_background == 2 * self.spec.families.shape[0] else 1
+        m = self.spec.families.shape[0]
+        columns = [column + k * m for k in range(per_col)]
+        height = float(sum(ev.beta[c] for c in columns))
+        rows = [int(self.stats.linear_index[c]) for c in columns if self.stats.linear_index[c] >= 0]
+        if height <= 0 or not rows:
+            return 0.0
+        variance = float(self.stats.covariance[np.ix_(rows, rows)].sum())
+        return height / math.sqrt(variance) if variance > 0 else math.inf
+
+
+def _best_start(
+    profile: Profile, options: list[_RodCandidate], exponent: float, settings: RodFitSettings
+) -> tuple[_RodCandidate, float]:
+    """The start with the lowest information criterion before refinement, and that value."""
+    scored = [(c, _start_ic(profile, c, exponent, settings)) for c in options]
+    return min(scored, key=lambda item: item[1])
+
+
+def _start_ic(
+    profile: Profile, candidate: _RodCandidate, exponent: float, settings: RodFitSettings
+) -> float:
+    """Information criterion of a lattice at its start (inf without a first rod there)."""
+    spec, theta, low, high = _rod_problem(profile, candidate, exponent, settings)
+    model = spec.model(settings.peak_shape)
+    residual, beta, *_ = evaluate_kernel(theta, *model_args(model, profile), False)
+    n_background = profile.legendre.shape[1] + 1
+    first_rod = beta[n_background :: spec.families.shape[0]].sum()  # Gaussian + Lorentzian
+    if not first_rod > 0:  # a lattice without its first rod is not this lattice
+        return math.inf
+    n_params = spec.n_theta - int(np.count_nonzero(low == high)) + beta.size
+    return information_criterion(float(residual @ residual), profile.n, n_params, settings.ic)
+
+
+def _rod_problem(
+    profile: Profile, candidate: _RodCandidate, exponent: float, settings: RodFitSettings
+) -> tuple[_RodModelSpec, FloatArray, FloatArray, FloatArray]:
+    """The model, start and bounds of one lattice from one start."""
+    q_max = float(profile.q[-1])
+    linear = settings.width_model == "linear"
+    spec = _rod_spec(candidate.model, candidate.q1_per_nm, q_max, linear)
+    lo, hi = settings.q1_window_per_nm
+    w_min = min(profile.bin_per_nm, settings.max_width_per_nm / 2)
+    theta0 = [exponent, candidate.q1_per_nm, candidate.width_per_nm]
+    # with a polynomial factor the exponent is held (see _fit_rods); free only for order 0
+    p_lo, p_hi = (-1.0, 8.0) if settings.background_order == 0 else (exponent, exponent)
+    lower = [p_lo, lo, w_min]
+    upper = [p_hi, hi, settings.max_width_per_nm]
+    if linear:
+        theta0.append(0.0)
+        lower.append(0.0)
+        upper.append(3.0)
+    if spec.rhombic:
+        theta0.append(candidate.gamma_deg)
+        lower.append(GAMMA_RANGE_DEG[0])
+        upper.append(GAMMA_RANGE_DEG[1])
+    low, high = np.asarray(lower), np.asarray(upper)
+    return spec, np.clip(np.asarray(theta0), low, high), low, high
+
+
+def _fit_rod_model(
+    profile: Profile,
+    candidate: _RodCandidate,
+    exponent: float,
+    settings: RodFitSettings,
+) -> _RodModelFit:
+    spec, theta0, lower, upper = _rod_problem(profile, candidate, exponent, settings)
+    refined = levenberg_marquardt(
+        spec.model(settings.peak_shape), profile, theta0, lower, upper, max_nfev=settings.max_nfev
+    )
+    stats = fit_statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic, lower == upper)
+    return _RodModelFit(spec=spec, refined=refined, stats=stats)
+
+
+def _background_model() -> SeparableModel:
+    return SeparableModel(
+        mode=MODE_BACKGROUND,
+        shape="gaussian",
+        power_law=True,
+        param_names=("exponent",),
+        families=np.zeros((0, 2)),
+    )
+
+
+def _start_exponent(profile: Profile) -> float:
+    """Power-law exponent: minus the slope of a straight line through log I vs log q."""
+    positive = profile.y > 0
+    if positive.sum() < 3:
+        return 2.0
+    x = profile.log_q[positive]
+    y = np.log(profile.y[positive])
+    x = x - x.mean()
+    slope = float(x @ (y - y.mean()) / max(float(x @ x), 1e-300))
+    return float(np.clip(-slope, -1.0, 8.0))
+
+
+def fit_rods(
+    q_per_nm: FloatArray,
+    intensity: FloatArray,
+    sigma: FloatArray,
+    *,
+    settings: RodFitSettings,
+    start: RodFit | None = None,
+) -> RodFit:
+    """Find and fit the superlattice rods of a GISAXS q_par cut; name the lattice.
+
+    The background is q^-p times a low-order polynomial plus a constant (see
+    `settings.background_order`; with a polynomial, p is held at the log-log slope of the
+    data, with order 0 it is fitted). Four models are fitted and compared by the
+    information criterion: background only ("none"); a hexagonal lattice (rods at
+    q1 x 1, sqrt 3, 2, sqrt 7, ...); a square one (1, sqrt 2, 2, sqrt 5, ...); a rhombic
+    one with free gamma in (62, 88) deg, refined only where its start beats both. Rods are
+    tied to q1 (and gamma), each has its own height >= 0, and all share one width (or a
+    width growing linearly with q). The first rod is found without a fixed guess: the
+    background-only fit is subtracted and a zero-mean matched filter scans the q1 window
+    at several widths; the strongest peaks, and the q1 that would make them the sqrt 3,
+    sqrt 2 or second rod, start each lattice, and the exact criterion picks the start.
+    A lattice whose first rod is below `settings.min_rod_snr` sigma, or whose width runs
+    to `settings.max_width_per_nm`, does not count. Naming:
+
+    - "none": the best rod model beats the background by less than
+      `settings.delta_ic_rod`, or its first rod is below `settings.min_rod_snr` sigma;
+    - "pseudo-hexagonal": the rhombic model beats hexagonal and square by
+      `delta_ic_symmetry` and its gamma is more than `gamma_margin_deg` from 60 and 90
+      (closer, it is called hexagonal or square);
+    - "hexagonal" / "square": the better of the two by `delta_ic_symmetry`;
+    - "unknown": a first rod, but hexagonal and square closer than that (for example
+      when no higher rod falls inside the fit range).
+
+    Parameters
+    ----------
+    q_per_nm, intensity, sigma : ndarray of shape (n,)
+        The cut: q_par in nm^-1, intensity and its standard error. NaN bins are dropped,
+        bins with sigma 0 get the smallest positive sigma.
+    settings : RodFitSettings
+        Window, models and thresholds.
+    start : RodFit, optional
+        The previous frame's result. Its q1, width (and gamma) start the fits instead of
+        the search; when that fails or names another lattice, the full search decides.
+
+    Returns
+    -------
+    RodFit
+        Never raises for bad data: failures have ``ok=False`` and a message.
+
+    Examples
+    --------
+    >>> q = np.linspace(0.3, 2.4, 400)
+    >>> rods = sum(h * np.exp(-4 * np.log(2) * ((q - 0.8 * r) / 0.06) ** 2)
+    ...            for h, r in [(400, 1), (150, 3 ** 0.5), (120, 2)])
+    >>> y = 2000 * q ** -3 + 100 + rods
+    >>> fit = fit_rods(q, y, np.sqrt(y), settings=RodFitSettings())
+    >>> fit.symmetry, round(fit.q1_per_nm, 3), round(fit.spacing_nm, 2)
+    ('hexagonal', 0.8, 9.07)
+    """
+    prepared = prepare_profile(
+        q_per_nm, intensity, sigma, settings.fit_range_per_nm, settings.background_order
+    )
+    if isinstance(prepared, str):
+        return _failed_rods(prepared, settings, 0)
+    profile = prepared
+    lo, hi = settings.q1_window_per_nm
+    in_window = (profile.q >= lo) & (profile.q <= hi)
+    if in_window.sum() < 3:
+        return _failed_rods(
+            f"the cut ({profile.q[0]:.3g}-{profile.q[-1]:.3g} nm^-1) has no valid bins in the "
+            f"q1 window {lo:g}-{hi:g} nm^-1: check q1_window_per_nm and the q_par range",
+            settings,
+            profile.n,
+        )
+    try:
+        return _fit_rods(profile, settings, start)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+        return _failed_rods(f"the rod fit failed numerically ({err})", settings, profile.n)
+
+
+def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) -> RodFit:
+    if settings.background_order == 0:
+        exponent0 = (
+            start.background_exponent
+            if start is not None and math.isfinite(start.background_exponent)
+            else _start_exponent(profile)
+        )
+        p_lo, p_hi = -1.0, 8.0
+    else:
+        # a polynomial factor is nearly degenerate with the exponent: hold it at the
+        # log-log slope of the data (the polynomial absorbs the rest)
+        exponent0 = p_lo = p_hi = _start_exponent(profile)
+    background = levenberg_marquardt(
+        _background_model(),
+        profile,
+        np.array([exponent0]),
+        np.array([p_lo]),
+        np.array([p_hi]),
+        max_nfev=settings.max_nfev,
+    )
+    bg_stats = fit_statistics(
+        background.evaluation, profile.n, 1, settings.ic, np.array([p_lo == p_hi])
+    )
+    if not math.isfinite(bg_stats.ic):
+        return _failed_rods("the background fit did not converge", settings, profile.n)
+    residual = background.evaluation.residual / profile.weight
+    if settings.rod_envelope == "background":
+        profile = replace(profile, envelope=_background_envelope(background.evaluation, profile))
+    lo, hi = settings.q1_window_per_nm
+    if (
+        start is not None
+        and start.ok
+        and math.isfinite(start.width_per_nm)
+        and lo <= start.q1_per_nm <= hi
+    ):
+        warm_context = _Context(profile, settings, background, bg_stats, warm=True)
+        warm = _decide(warm_context, _warm_candidates(profile, start, settings))
+        # a change of lattice (or a lost rod) is confirmed by the full search
+        if warm.ok and warm.symmetry == start.symmetry:
+            return warm
+    context = _Context(profile, settings, background, bg_stats, warm=False)
+    candidates, edge_message = _cold_candidates(profile, residual, settings)
+    if edge_message:
+        return _failed_rods(edge_message, settings, profile.n)
+    return _decide(context, candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every rod model of one frame shares."""
+
+    profile: Profile
+    settings: RodFitSettings
+    background: Refined
+    bg_stats: Statistics
+    warm: bool
+
+    @property
+    def window(self) -> str:
+        lo, hi = self.settings.q1_window_per_nm
+        return f"{lo:g}-{hi:g} nm^-1"
+
+    def no_rod(self, message: str, ics: tuple[float, float, float, float] | None = None) -> RodFit:
+        """The "none" result: no rod, the background fit's values."""
+        nan = math.nan
+        ic_values = ics if ics is not None else (self.bg_stats.ic, nan, nan, nan)
+        return replace(
+            _failed_rods(message, self.settings, self.profile.n, ic_values, self.warm),
+            background_exponent=self.background.value("exponent"),
+            background_exponent_err=math.nan
+            if self.bg_stats.fixed[0]
+            else stderr(self.bg_stats, 0),
+            redchi=self.bg_stats.redchi,
+            ok=True,
+        )
+
+
+def _background_envelope(ev: Evaluation, profile: Profile) -> FloatArray:
+    """The background-only fit, scaled to 1 at its maximum (floored at 1e-6)."""
+    shape = (ev.design @ ev.beta) / profile.weight
+    top = float(np.max(shape))
+    if not (top > 0 and np.all(np.isfinite(shape))):
+        return np.ones_like(profile.q)
+    return np.ascontiguousarray(np.maximum(shape / top, 1e-6))
+
+
+def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate]]) -> RodFit:
+    """Refine the promising lattice models and name the lattice."""
+    profile, settings, window = context.profile, context.settings, context.window
+    if not candidates:
+        return context.no_rod(f"no rod above {settings.min_rod_snr:g} sigma in {window}")
+    exponent = context.background.value("exponent")
+    starts = {
+        name: _best_start(profile, options, exponent, settings)
+        for name, options in candidates.items()
+    }
+    fits: dict[RodModelName, _RodModelFit] = {
+        "hexagonal": _fit_rod_model(profile, starts["hexagonal"][0], exponent, settings),
+        "square": _fit_rod_model(profile, starts["square"][0], exponent, settings),
+    }
+    # the rhombic model is refined only where its start beats both lattices' starts
+    rhombic_start, rhombic_ic = starts["rhombic"]
+    if rhombic_ic < min(starts["hexagonal"][1], starts["square"][1]) - settings.delta_ic_symmetry:
+        fits["rhombic"] = _fit_rod_model(profile, rhombic_start, exponent, settings)
+    nan = math.nan
+    ics = (
+        context.bg_stats.ic,
+        fits["hexagonal"].stats.ic,
+        fits["square"].stats.ic,
+        fits["rhombic"].stats.ic if "rhombic" in fits else nan,
+    )
+    # a model whose width ran to its bound fits a broad feature, not rods; one without a
+    # significant first rod is not that lattice
+    broad = {name for name, fit in fits.items() if fit.refined.at_upper[fit.refined.index("fwhm")]}
+    fitted = {name: fit for name, fit in fits.items() if math.isfinite(fit.stats.ic)}
+    snrs = {name: fit.first_rod_snr() for name, fit in fitted.items() if name not in broad}
+    eligible = {name: fitted[name] for name, snr in snrs.items() if snr >= settings.min_rod_snr}
+    if not eligible:
+        if not snrs:
+            message = (
+                f"only features broader than {settings.max_width_per_nm:g} nm^-1 "
+                f"in {window}: no rod"
+            )
+        else:
+            top = max(snrs, key=lambda name: snrs[name])
+            message = (
+                f"no first rod above {settings.min_rod_snr:g} sigma in {window} "
+                f"(best: {snrs[top]:.1f} sigma at {fitted[top].value('q1'):.3f} nm^-1)"
+            )
+        return context.no_rod(message, ics)
+    best_name = min(eligible, key=lambda name: eligible[name].stats.ic)
+    best = eligible[best_name]
+    gain = context.bg_stats.ic - best.stats.ic
+    if gain < settings.delta_ic_rod:
+        return context.no_rod(
+            f"no rod in {window}: the best rod model ({best_name}) improves the "
+            f"{settings.ic.upper()} by {gain:.1f} < {settings.delta_ic_rod:g}",
+            ics,
+        )
+    q1 = best.value("q1")
+    if best.refined.at_bound("q1"):
+        return _failed_rods(
+            f"the first rod ({q1:.3f} nm^-1) sits at the edge of the q1 window {window}: "
+            "widen q1_window_per_nm",
+            settings,
+            profile.n,
+            ics,
+            context.warm,
+        )
+    symmetry, chosen = _name_lattice(fits, eligible, best_name, settings)
+    return _rod_result(chosen, symmetry, profile, settings, ics, context.warm)
+
+
+def _name_lattice(
+    fits: dict[RodModelName, _RodModelFit],
+    eligible: dict[RodModelName, _RodModelFit],
+    best_name: RodModelName,
+    settings: RodFitSettings,
+) -> tuple[Symmetry, _RodModelFit]:
+    """The symmetry label and the model fit that reports it.
+
+    Margins are taken against every fitted model (also one whose width ran to its bound,
+    whose criterion is still a fair measure of how well it fits).
+    """
+    hexagonal, square = eligible.get("hexagonal"), eligible.get("square")
+    plain = [fit for fit in (hexagonal, square) if fit is not None]
+    best_plain = min(plain, key=lambda fit: fit.stats.ic) if plain else None
+    rhombic = eligible.get("rhombic")
+    if (
+        best_name == "rhombic"
+        and rhombic is not None
+        and (
+            best_plain is None
+            or best_plain.stats.ic - rhombic.stats.ic >= settings.delta_ic_symmetry
+        )
+    ):
+        gamma = rhombic.value("gamma")
+        if gamma - GAMMA_HEXAGONAL_DEG <= settings.gamma_margin_deg and hexagonal is not None:
+            return "hexagonal", hexagonal
+        if GAMMA_SQUARE_DEG - gamma <= settings.gamma_margin_deg and square is not None:
+            return "square", square
+        return "pseudo-hexagonal", rhombic
+    if best_plain is None:  # only a rhombic fit, and it did not win clearly
+        return "unknown", eligible[best_name]
+    other = fits["square" if best_plain is hexagonal else "hexagonal"]
+    if other.stats.ic - best_plain.stats.ic < settings.delta_ic_symmetry:
+        return "unknown", best_plain
+    return ("hexagonal" if best_plain is hexagonal else "square"), best_plain
+
+
+def _rod_result(
+    fit: _RodModelFit,
+    symmetry: Symmetry,
+    profile: Profile,
+    settings: RodFitSettings,
+    ics: tuple[float, float, float, float],
+    warm: bool,
+) -> RodFit:
+    stats = fit.stats
+    ev = fit.refined.evaluation
+    q1 = fit.value("q1")
+    q1_err = fit.stderr("q1")
+    spacing_hex = lattice_spacing_nm(q1, "hexagonal")
+    spacing_square = lattice_spacing_nm(q1, "square")
+    gamma = gamma_err = math.nan
+    if symmetry == "pseudo-hexagonal":
+        gamma = fit.value("gamma")
+        gamma_err = fit.stderr("gamma")
+        spacing = lattice_spacing_nm(q1, symmetry, gamma_deg=gamma)
+        # d ln a = -d q1 / q1 - cot(gamma) d gamma
+        grad = np.zeros(stats.covariance.shape[0])
+        grad[fit.refined.index("q1")] = -1.0 / q1
+        grad[fit.refined.index("gamma")] = -math.radians(1.0) / math.tan(math.radians(gamma))
+        spacing_err = spacing * math.sqrt(max(float(grad @ stats.covariance @ grad), 0.0))
+    elif symmetry in ("hexagonal", "square"):
+        spacing = lattice_spacing_nm(q1, symmetry)
+        spacing_err = spacing * q1_err / q1
+    else:
+        spacing = spacing_err = math.nan
+    growth = fit.value("growth") if fit.spec.linear_width else 0.0
+    ratios = fit.spec.ratios(fit.value("gamma") if fit.spec.rhombic else GAMMA_HEXAGONAL_DEG)
+    m = ratios.size
+    heights = ev.beta[ev.n_background : ev.n_background + m].copy()
+    if ev.beta.size - ev.n_background == 2 * m:
+        heights += ev.beta[ev.n_background + m :]
+    positions = q1 * ratios
+    inside = positions <= profile.q[-1]
+    if symmetry == "unknown":
+        inside &= ratios == 1.0
+    order = np.argsort(positions)
+    rods: list[tuple[float, float]] = []
+    for i in order:
+        if not inside[i]:
+            continue
+        if rods and abs(positions[i] - rods[-1][0]) < 1e-9:
+            rods[-1] = (rods[-1][0], rods[-1][1] + float(heights[i]))
+        else:
+            rods.append((float(positions[i]), float(heights[i])))
+    message = (
+        f"{symmetry} lattice, first rod at {q1:.4f} +- {q1_err:.4f} nm^-1"
+        if symmetry != "unknown"
+        else (
+            f"first rod at {q1:.4f} nm^-1 but hexagonal vs square undecided "
+            f"(spacing {spacing_hex:.2f} nm if hexagonal, {spacing_square:.2f} nm if square)"
+        )
+    )
+    return RodFit(
+        q1_per_nm=q1,
+        q1_err_per_nm=q1_err,
+        symmetry=symmetry,
+        gamma_deg=gamma,
+        gamma_err_deg=gamma_err,
+        spacing_nm=spacing,
+        spacing_err_nm=spacing_err,
+        spacing_hex_nm=spacing_hex,
+        spacing_square_nm=spacing_square,
+        width_per_nm=fit.value("fwhm"),
+        width_err_per_nm=fit.stderr("fwhm"),
+        width_growth=growth,
+        background_exponent=fit.value("exponent"),
+        background_exponent_err=math.nan if stats.fixed[0] else fit.stderr("exponent"),
+        rod_positions_per_nm=tuple(p for p, _ in rods),
+        rod_heights=tuple(h for _, h in rods),
+        redchi=stats.redchi,
+        ic_none=ics[0],
+        ic_hexagonal=ics[1],
+        ic_square=ics[2],
+        ic_rhombic=ics[3],
+        ic=settings.ic,
+        n_points=profile.n,
+        warm_started=warm,
+        ok=True,
+        message=message,
+    )
+
+
+def _failed_rods(
+    message: str,
+    settings: RodFitSettings,
+    n_points: int,
+    ics: tuple[float, float, float, float] | None = None,
+    warm: bool = False,
+) -> RodFit:
+    nan = math.nan
+    ic_values = ics if ics is not None else (nan, nan, nan, nan)
+    return RodFit(
+        q1_per_nm=nan,
+        q1_err_per_nm=nan,
+        symmetry="none",
+        gamma_deg=nan,
+        gamma_err_deg=nan,
+        spacing_nm=nan,
+        spacing_err_nm=nan,
+        spacing_hex_nm=nan,
+        spacing_square_nm=nan,
+        width_per_nm=nan,
+        width_err_per_nm=nan,
+        width_growth=nan,
+        background_exponent=nan,
+        background_exponent_err=nan,
+        rod_positions_per_nm=(),
+        rod_heights=(),
+        redchi=nan,
+        ic_none=ic_values[0],
+        ic_hexagonal=ic_values[1],
+        ic_square=ic_values[2],
+        ic_rhombic=ic_values[3],
+        ic=settings.ic,
+        n_points=n_points,
+        warm_started=warm,
+        ok=False,
+        message=message,
+    )

@@ -61,7 +61,8 @@ RodModelName = Literal["hexagonal", "square", "rhombic"]
 GAMMA_RANGE_DEG = (62.0, 88.0)
 
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
-_PEAKS_PER_WIDTH = 2  # first-rod candidates per matched-filter width
+_STARTS_PER_LATTICE = 3  # starts refined per lattice model
+_PEAKS_PER_WIDTH = 6  # first-rod candidates per matched-filter width
 _WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
 
 
@@ -123,6 +124,7 @@ class RodFitSettings:
     ic: InformationCriterion = "bic"
     width_model: Literal["common", "linear"] = "common"
     background_order: int = 3
+    background_knot_spacing_per_nm: float | None = 0.2
     max_width_per_nm: float = 0.15
     delta_ic_rod: float = 10.0
     delta_ic_symmetry: float = 10.0
@@ -140,6 +142,8 @@ class RodFitSettings:
         if self.fit_range_per_nm is not None:
             check_range("fit_range_per_nm", self.fit_range_per_nm)
         check_order("background_order", self.background_order)
+        if self.background_knot_spacing_per_nm is not None:
+            check_positive("background_knot_spacing_per_nm", self.background_knot_spacing_per_nm)
         check_positive("max_width_per_nm", self.max_width_per_nm)
         check_positive("delta_ic_rod", self.delta_ic_rod, allow_zero=True)
         check_positive("delta_ic_symmetry", self.delta_ic_symmetry, allow_zero=True)
@@ -320,8 +324,10 @@ def _matched_filter_snr(
 
     A zero-mean kernel (the peak minus a 3x broader peak of the same area) answers to
     narrow peaks on top of `residual` and not to slow modulations such as form-factor
-    oscillations. Each row is divided by its robust spread (1.4826 x the median absolute
-    deviation) where that exceeds 1, so that a misfit background does not pass for rods.
+    oscillations. The SNR is not rescaled by its spread: where rods fill the profile that
+    spread is the rods' own, and would hide them. A misfit background that passes here is
+    rejected by the exact fit (first-rod significance with the covariance scaled by the
+    reduced chi-square, the information criterion, the reduced chi-square itself).
 
     Returns
     -------
@@ -346,10 +352,6 @@ def _matched_filter_snr(
         numerator = np.convolve(signal, kernel, mode="same")
         denominator = np.convolve(weight, kernel * kernel, mode="same")
         snr[row] = numerator / np.sqrt(np.maximum(denominator, 1e-300))
-    # where the background model misses slow structure (form-factor oscillations at high
-    # counts), the SNR swings far beyond N(0, 1) everywhere: rescale by its robust spread
-    spread = 1.4826 * np.median(np.abs(snr - np.median(snr, axis=1)[:, None]), axis=1)
-    snr /= np.maximum(spread, 1.0)[:, None]
     return grid, snr
 
 
@@ -408,11 +410,12 @@ def _cold_candidates(
 ) -> tuple[dict[RodModelName, list[_RodCandidate]], str]:
     """Starts of each lattice model from a scan of the whole q1 window.
 
-    For each filter width, the two strongest local maxima of the matched-filter SNR inside
-    the window that reach `settings.min_rod_snr` are first-rod candidates, as are the q1
-    that would make them the sqrt 3, sqrt 2 or second rod. Each lattice keeps, per width,
-    the candidate whose rods explain most of the excess; the exact fit criterion then
-    picks among those (:func:`_best_start`).
+    The first rod must itself be a significant peak: for each filter width, the strongest
+    local maxima of the matched-filter SNR inside the window that reach
+    `settings.min_rod_snr` (at most :data:`_PEAKS_PER_WIDTH`) are first-rod starts of
+    every lattice, the rhombic one at the gamma whose rods explain most of the excess.
+    The exact criterion then ranks them (:func:`_ranked_starts`) and the best few are
+    refined (:func:`_refine_lattice`).
 
     Also returns a message (else "") when the strongest peak near the window lies just
     below it (or just above it, with none inside): the first rod is then likely outside.
@@ -452,16 +455,11 @@ def _cold_candidates(
         cols = np.flatnonzero(peaks[row])
         if cols.size == 0:
             continue
-        strongest = grid[cols[np.argsort(-snr[row, cols])[:_PEAKS_PER_WIDTH]]]
-        # each peak may be a higher rod: try it as the sqrt 3, sqrt 2 or second rod too
-        q1s = (strongest[:, None] / np.array([1.0, math.sqrt(3.0), math.sqrt(2.0), 2.0])).ravel()
-        q1s = q1s[(q1s >= lo) & (q1s <= hi)]
-        best: dict[RodModelName, _RodCandidate] = {}
+        # the first rod is itself a significant peak: every such peak is a first-rod
+        # start of every lattice (the rhombic one at its best-scoring gamma)
+        q1s = grid[cols[np.argsort(-snr[row, cols])[:_PEAKS_PER_WIDTH]]]
         for candidate in _model_scores(grid, snr[row], q1s, float(width), q_max):
-            if candidate.model not in best or candidate.score > best[candidate.model].score:
-                best[candidate.model] = candidate
-        for name, candidate in best.items():
-            known = starts.setdefault(name, [])
+            known = starts.setdefault(candidate.model, [])
             # the same first rod found at another width is one start
             if all(abs(candidate.q1_per_nm - k.q1_per_nm) > 0.5 * width for k in known):
                 known.append(candidate)
@@ -504,6 +502,16 @@ class _RodModelFit:
         """Standard error of the named nonlinear parameter."""
         return stderr(self.stats, self.refined.index(name))
 
+    def is_rod_fit(self, settings: RodFitSettings) -> bool:
+        """Converged, width below its bound and a first rod of `min_rod_snr` sigma."""
+        refined = self.refined
+        return (
+            math.isfinite(self.stats.ic)
+            and not refined.hit_max_nfev
+            and not refined.at_upper[refined.index("fwhm")]
+            and self.first_rod_snr() >= settings.min_rod_snr
+        )
+
     def first_rod_snr(self) -> float:
         """Height of the first rod (family ratio 1) over its standard error."""
         ev = self.refined.evaluation
@@ -519,12 +527,37 @@ class _RodModelFit:
         return height / math.sqrt(variance) if variance > 0 else math.inf
 
 
-def _best_start(
+def _ranked_starts(
     profile: Profile, options: list[_RodCandidate], exponent: float, settings: RodFitSettings
-) -> tuple[_RodCandidate, float]:
-    """The start with the lowest information criterion before refinement, and that value."""
+) -> list[tuple[_RodCandidate, float]]:
+    """The starts ordered by their information criterion before refinement."""
     scored = [(c, _start_ic(profile, c, exponent, settings)) for c in options]
-    return min(scored, key=lambda item: item[1])
+    return sorted(scored, key=lambda item: item[1])
+
+
+def _refine_lattice(
+    profile: Profile,
+    ranked: list[tuple[_RodCandidate, float]],
+    exponent: float,
+    settings: RodFitSettings,
+) -> _RodModelFit:
+    """Refine the best few starts of one lattice; the best fit with a real first rod.
+
+    A start that puts the first rod on noise (a peak taken for the sqrt 2 rod whose q1
+    holds nothing) may have the best criterion before refinement; the next starts are
+    refined too, and a fit whose first rod is significant, whose width stays below its
+    bound and that converged wins over one that is not.
+    """
+    fits: list[_RodModelFit] = []
+    for candidate, value in ranked:
+        if len(fits) >= _STARTS_PER_LATTICE or (fits and not math.isfinite(value)):
+            break
+        fit = _fit_rod_model(profile, candidate, exponent, settings)
+        if any(abs(fit.value("q1") - f.value("q1")) < 1e-4 * fit.value("q1") for f in fits):
+            continue
+        fits.append(fit)
+    good = [f for f in fits if f.is_rod_fit(settings)]
+    return min(good or fits, key=lambda f: f.stats.ic)
 
 
 def _start_ic(
@@ -553,7 +586,10 @@ def _rod_problem(
     w_min = min(profile.bin_per_nm, settings.max_width_per_nm / 2)
     theta0 = [exponent, candidate.q1_per_nm, candidate.width_per_nm]
     # with a polynomial factor the exponent is held (see _fit_rods); free only for order 0
-    p_lo, p_hi = (-1.0, 8.0) if settings.background_order == 0 else (exponent, exponent)
+    free_exponent = (
+        settings.background_order == 0 and settings.background_knot_spacing_per_nm is None
+    )
+    p_lo, p_hi = (-1.0, 8.0) if free_exponent else (exponent, exponent)
     lower = [p_lo, lo, w_min]
     upper = [p_hi, hi, settings.max_width_per_nm]
     if linear:
@@ -645,8 +681,8 @@ def fit_rods(
     settings : RodFitSettings
         Window, models and thresholds.
     start : RodFit, optional
-        The previous frame's result. Its q1, width (and gamma) start the fits instead of
-        the search; when that fails or names another lattice, the full search decides.
+        The previous frame's result. Its q1, width (and gamma) join the starts of the
+        search (they never replace it): a frame gets the same answer cold or warm.
 
     Returns
     -------
@@ -664,7 +700,12 @@ def fit_rods(
     ('hexagonal', 0.8, 9.07)
     """
     prepared = prepare_profile(
-        q_per_nm, intensity, sigma, settings.fit_range_per_nm, settings.background_order
+        q_per_nm,
+        intensity,
+        sigma,
+        settings.fit_range_per_nm,
+        settings.background_order,
+        settings.background_knot_spacing_per_nm,
     )
     if isinstance(prepared, str):
         return _failed_rods(prepared, settings, 0)
@@ -685,12 +726,8 @@ def fit_rods(
 
 
 def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) -> RodFit:
-    if settings.background_order == 0:
-        exponent0 = (
-            start.background_exponent
-            if start is not None and math.isfinite(start.background_exponent)
-            else _start_exponent(profile)
-        )
+    if settings.background_order == 0 and settings.background_knot_spacing_per_nm is None:
+        exponent0 = _start_exponent(profile)
         p_lo, p_hi = -1.0, 8.0
     else:
         # a polynomial factor is nearly degenerate with the exponent: hold it at the
@@ -709,26 +746,49 @@ def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) 
     )
     if not math.isfinite(bg_stats.ic):
         return _failed_rods("the background fit did not converge", settings, profile.n)
-    residual = background.evaluation.residual / profile.weight
+    residual = _search_residual(profile, background, settings)
     if settings.rod_envelope == "background":
         profile = replace(profile, envelope=_background_envelope(background.evaluation, profile))
+    candidates, edge_message = _cold_candidates(profile, residual, settings)
+    if edge_message:
+        return _failed_rods(edge_message, settings, profile.n)
     lo, hi = settings.q1_window_per_nm
-    if (
+    warm = (
         start is not None
         and start.ok
         and math.isfinite(start.width_per_nm)
         and lo <= start.q1_per_nm <= hi
-    ):
-        warm_context = _Context(profile, settings, background, bg_stats, warm=True)
-        warm = _decide(warm_context, _warm_candidates(profile, start, settings))
-        # a change of lattice (or a lost rod) is confirmed by the full search
-        if warm.ok and warm.symmetry == start.symmetry:
-            return warm
-    context = _Context(profile, settings, background, bg_stats, warm=False)
-    candidates, edge_message = _cold_candidates(profile, residual, settings)
-    if edge_message:
-        return _failed_rods(edge_message, settings, profile.n)
+    )
+    if warm and start is not None:
+        # the previous frame's lattice joins the starts of the search; it never replaces
+        # the search, so that a frame gets the same answer however it arrives
+        for name, options in _warm_candidates(profile, start, settings).items():
+            candidates.setdefault(name, []).extend(options)
+    context = _Context(profile, settings, background, bg_stats, warm=warm)
     return _decide(context, candidates)
+
+
+def _search_residual(profile: Profile, background: Refined, settings: RodFitSettings) -> FloatArray:
+    """The data minus a smooth background, for the first-rod search.
+
+    A spline background follows rods in part and leaves a distorted residual; the search
+    uses the stiffer power law times a cubic polynomial (the zero-mean matched filter
+    ignores its slow misfit), while the fits use the spline.
+    """
+    if settings.background_knot_spacing_per_nm is None:
+        return background.evaluation.residual / profile.weight
+    x = (2.0 * profile.q - (profile.q[0] + profile.q[-1])) / (profile.q[-1] - profile.q[0])
+    stiff = replace(profile, legendre=np.ascontiguousarray(np.polynomial.legendre.legvander(x, 3)))
+    exponent = background.value("exponent")
+    refined = levenberg_marquardt(
+        _background_model(),
+        stiff,
+        np.array([exponent]),
+        np.array([exponent]),
+        np.array([exponent]),
+        max_nfev=settings.max_nfev,
+    )
+    return refined.evaluation.residual / profile.weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -777,17 +837,15 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
         return context.no_rod(f"no rod above {settings.min_rod_snr:g} sigma in {window}")
     exponent = context.background.value("exponent")
     starts = {
-        name: _best_start(profile, options, exponent, settings)
+        name: _ranked_starts(profile, options, exponent, settings)
         for name, options in candidates.items()
     }
+    # every lattice is refined from its best starts: a shortcut that skips one on its
+    # start's criterion would make the answer depend on how good the start was
     fits: dict[RodModelName, _RodModelFit] = {
-        "hexagonal": _fit_rod_model(profile, starts["hexagonal"][0], exponent, settings),
-        "square": _fit_rod_model(profile, starts["square"][0], exponent, settings),
+        name: _refine_lattice(profile, starts[name], exponent, settings)
+        for name in ("hexagonal", "square", "rhombic")
     }
-    # the rhombic model is refined only where its start beats both lattices' starts
-    rhombic_start, rhombic_ic = starts["rhombic"]
-    if rhombic_ic < min(starts["hexagonal"][1], starts["square"][1]) - settings.delta_ic_symmetry:
-        fits["rhombic"] = _fit_rod_model(profile, rhombic_start, exponent, settings)
     nan = math.nan
     ics = (
         context.bg_stats.ic,

@@ -36,6 +36,7 @@ from typing import Literal
 import numba
 import numpy as np
 from numpy.typing import NDArray
+from scipy.interpolate import BSpline
 
 from detectors.errors import ConfigError
 from pipeline.config import PeakShape
@@ -748,14 +749,44 @@ def stderr(stats: Statistics, row: int) -> float:
     return math.sqrt(value) if value >= 0 and math.isfinite(value) else math.nan
 
 
+def bspline_basis(q_per_nm: FloatArray, knot_spacing_per_nm: float) -> FloatArray:
+    """Cubic B-splines on uniform knots about `knot_spacing_per_nm` apart over the q range.
+
+    Parameters
+    ----------
+    q_per_nm : ndarray of shape (n,)
+        Ascending positions, in nm^-1.
+    knot_spacing_per_nm : float
+        Target distance between knots, in nm^-1 (> 0).
+
+    Returns
+    -------
+    ndarray of shape (n, n_intervals + 3)
+        The basis functions at `q_per_nm`; they sum to 1 at every point.
+    """
+    lo, hi = float(q_per_nm[0]), float(q_per_nm[-1])
+    intervals = max(1, round((hi - lo) / knot_spacing_per_nm))
+    inner = np.linspace(lo, hi, intervals + 1)
+    knots = np.concatenate([[lo] * 3, inner, [hi] * 3])
+    basis = BSpline.design_matrix(np.clip(q_per_nm, lo, hi), knots, 3).toarray()
+    return np.ascontiguousarray(basis)
+
+
 def prepare_profile(
     q_per_nm: FloatArray,
     intensity: FloatArray,
     sigma: FloatArray,
     q_range: tuple[float, float] | None,
     order: int,
+    knot_spacing_per_nm: float | None = None,
 ) -> Profile | str:
-    """Drop NaN bins, restrict to the range, sort; a message where nothing usable is left."""
+    """Drop NaN bins, restrict to the range, sort; a message where nothing usable is left.
+
+    The background basis (``Profile.legendre``) is the Legendre polynomials of the scaled
+    q up to `order`, or, with `knot_spacing_per_nm`, cubic B-splines on uniform knots about
+    that far apart over the profile (a smooth curve that follows form-factor minima but
+    not peaks much narrower than the knot spacing).
+    """
     q = np.asarray(q_per_nm, dtype=np.float64).ravel()
     y = np.asarray(intensity, dtype=np.float64).ravel()
     s = np.asarray(sigma, dtype=np.float64).ravel()
@@ -781,8 +812,11 @@ def prepare_profile(
     q, y, s = q[order_idx], y[order_idx], s[order_idx]
     if q[-1] <= q[0]:
         return "all valid bins sit at the same q_par"
-    x = (2.0 * q - (q[0] + q[-1])) / (q[-1] - q[0])
-    legendre = np.polynomial.legendre.legvander(x, order)
+    if knot_spacing_per_nm is None:
+        x = (2.0 * q - (q[0] + q[-1])) / (q[-1] - q[0])
+        legendre = np.polynomial.legendre.legvander(x, order)
+    else:
+        legendre = bspline_basis(q, knot_spacing_per_nm)
     return Profile(
         q=q,
         y=y,

@@ -67,7 +67,7 @@ poni = "gisaxs.poni"
 incidence_angle_deg = 0.3
 q_perp_band_per_nm = "yoneda"
 q_par_range_per_nm = [0.3, 2.4]
-n_bins = 300
+n_bins = "auto"
 peak_shape = "gaussian"
 q1_window_per_nm = [0.4, 1.4]
 [giwaxs]
@@ -76,10 +76,9 @@ poni = "giwaxs.poni"
 incidence_angle_deg = 0.3
 q_perp_band_per_nm = "lowest"
 q_par_range_per_nm = [15.5, 23.5]
-# bins about 2 pixel columns wide: at n_bins = 300 a bin is narrower than a column here,
-# a column split between two bins gives each only some of its rows, and the rows differ
-# (dark below the horizon, bright in the Yoneda band), which spikes the cut
-n_bins = 150
+# "auto": bins about 2 pixel columns wide (a bin narrower than a column gets only some of
+# its rows, and the rows differ, dark below the horizon and bright in the Yoneda band)
+n_bins = "auto"
 peak_shape = "gaussian"
 peak_window_per_nm = [16.5, 23.5]
 resolution = "resolution_giwaxs.json"

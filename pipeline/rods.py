@@ -111,11 +111,29 @@ class RodFitSettings:
     min_rod_snr : float
         The first rod's height over its standard error must reach this.
     rod_envelope : {"flat", "background"}
-        "flat": rods add to the background; "background": each rod is multiplied by the
-        background-only fit (scaled to 1 at its maximum), for I = P(q) S(q), where the
-        falling form factor P pulls broad rods below the structure-factor peak.
+        "flat": rods add to the background; "background" (default): each rod is
+        multiplied by the background-only fit (scaled to 1 at its maximum), for
+        I = P(q) S(q), where the falling form factor P pulls rods below the
+        structure-factor peak (by ~0.5 % on 5.7 nm cubes if added instead).
     max_nfev : int
-        Most model evaluations of one Levenberg-Marquardt refinement.
+        Most model evaluations of one Levenberg-Marquardt refinement; a fit that stops
+        there is not ``ok``.
+    background_knot_spacing_per_nm : float or None
+        With a value (default 0.2), the background is q^-p times cubic B-splines on knots
+        about this far apart (it follows the cube form factor's minima, not rods of FWHM
+        up to `max_width_per_nm`); None: the Legendre polynomial of `background_order`.
+    min_first_rod_fraction : float
+        The first rod's height must reach this fraction of the strongest rod's: a bump on
+        a steep edge is not a first rod.
+    max_redchi : float
+        A rod fit whose reduced chi-square exceeds this does not describe the cut: its
+        values are kept, flagged, and ``ok`` is False.
+    model_spread : bool
+        Refit the named lattice with the other line shapes and rod envelopes; where one
+        fits about as well (within `delta_ic_shape`) and moves q1 by more than its
+        statistical error, that spread is added to the error in quadrature.
+    delta_ic_shape : float
+        Criterion margin within which a line shape or envelope counts as "as good".
     """
 
     peak_shape: PeakShape = "gaussian"
@@ -130,8 +148,12 @@ class RodFitSettings:
     delta_ic_symmetry: float = 10.0
     gamma_margin_deg: float = 3.0
     min_rod_snr: float = 3.0
-    rod_envelope: Literal["flat", "background"] = "flat"
+    rod_envelope: Literal["flat", "background"] = "background"
     max_nfev: int = 60
+    min_first_rod_fraction: float = 0.1
+    max_redchi: float = 10.0
+    model_spread: bool = True
+    delta_ic_shape: float = 10.0
 
     def __post_init__(self) -> None:
         check_choice("peak_shape", self.peak_shape, PEAK_SHAPES)
@@ -154,6 +176,14 @@ class RodFitSettings:
             raise ConfigError(msg)
         check_positive("min_rod_snr", self.min_rod_snr, allow_zero=True)
         check_nfev(self.max_nfev)
+        if not 0 <= self.min_first_rod_fraction <= 1:
+            msg = (
+                "[rod fit] min_first_rod_fraction must be in [0, 1], "
+                f"got {self.min_first_rod_fraction!r}"
+            )
+            raise ConfigError(msg)
+        check_positive("max_redchi", self.max_redchi)
+        check_positive("delta_ic_shape", self.delta_ic_shape, allow_zero=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +193,8 @@ class RodFit:
     Attributes
     ----------
     q1_per_nm, q1_err_per_nm : float
-        First rod and its standard error, in nm^-1 (NaN without a rod).
+        First rod and its standard error, in nm^-1 (NaN without a rod); the error
+        includes the model spread (see `q1_model_spread_per_nm`).
     symmetry : {"none", "hexagonal", "square", "pseudo-hexagonal", "unknown"}
         Lattice named by the model comparison (see :func:`fit_rods`).
     gamma_deg, gamma_err_deg : float
@@ -197,6 +228,21 @@ class RodFit:
         False when the fit failed; the values are then NaN. "none" is ok.
     message : str
         What was found, or why the fit failed, in words for the beamline user.
+    orders_found : tuple of float
+        Rods of the reported model whose height reaches `min_rod_snr` standard errors, as
+        q / q1 (1, 1.414, 1.732, 2, 2.236, 2.646, 3, ...), ascending; orders that a
+        form-factor minimum removes are absent.
+    q1_stat_err_per_nm : float
+        The statistical part of `q1_err_per_nm`, in nm^-1.
+    q1_model_spread_per_nm : float
+        How far q1 moves under another line shape or rod envelope that fits about as
+        well, in nm^-1; added in quadrature to `q1_err_per_nm` where it exceeds the
+        statistical error.
+    nfev : int
+        Model evaluations of the reported fit's refinement.
+    rod_model : str
+        Line shape and rod envelope of the reported fit ("gaussian/background", ...),
+        chosen per frame by the information criterion.
     """
 
     q1_per_nm: float
@@ -225,6 +271,11 @@ class RodFit:
     warm_started: bool
     ok: bool
     message: str = ""
+    orders_found: tuple[float, ...] = ()
+    q1_stat_err_per_nm: float = math.nan
+    q1_model_spread_per_nm: float = 0.0
+    nfev: int = 0
+    rod_model: str = ""
 
 
 # --------------------------------------------------------------------------------------
@@ -277,9 +328,15 @@ class _RodModelSpec:
 def _rod_spec(
     name: RodModelName, q1_per_nm: float, q_max_per_nm: float, linear_width: bool
 ) -> _RodModelSpec:
-    """The rods of a model that can fall inside the profile for a first rod near q1."""
+    """The rods of a model that can fall inside the profile for a first rod near q1.
+
+    With a margin: the refined q1 may end a few per cent below its start, and a rod
+    centred just beyond the cut still shapes its end; a rod left out there would leave
+    its whole profile in the residual (the answer would depend on the start).
+    """
     ratios = _SMALLEST_RATIOS[name]
-    count = int(np.searchsorted(ratios, q_max_per_nm / q1_per_nm, side="right"))
+    reach = (q_max_per_nm + 0.15) / (0.95 * q1_per_nm)
+    count = int(np.searchsorted(ratios, reach, side="right"))
     return _cached_rod_spec(name, count, linear_width)
 
 
@@ -493,6 +550,7 @@ class _RodModelFit:
     spec: _RodModelSpec
     refined: Refined
     stats: Statistics
+    profile: Profile  # what was fitted (its envelope multiplies the rods)
 
     def value(self, name: str) -> float:
         """Value of the named nonlinear parameter."""
@@ -503,14 +561,61 @@ class _RodModelFit:
         return stderr(self.stats, self.refined.index(name))
 
     def is_rod_fit(self, settings: RodFitSettings) -> bool:
-        """Converged, width below its bound and a first rod of `min_rod_snr` sigma."""
+        """Width below its bound and a first rod that is a peak of its own.
+
+        The first rod must reach `min_rod_snr` standard errors (covariance scaled by the
+        reduced chi-square, so a misfit background raises the bar) and
+        `min_first_rod_fraction` of the strongest rod: a bump on a steep edge below a
+        real lattice's rods may pass the first test, not the second.
+        """
         refined = self.refined
-        return (
-            math.isfinite(self.stats.ic)
-            and not refined.hit_max_nfev
-            and not refined.at_upper[refined.index("fwhm")]
-            and self.first_rod_snr() >= settings.min_rod_snr
+        if not math.isfinite(self.stats.ic) or refined.at_upper[refined.index("fwhm")]:
+            return False
+        heights = self.heights()
+        positions = self.value("q1") * self.spec.ratios(
+            self.value("gamma") if self.spec.rhombic else GAMMA_HEXAGONAL_DEG
         )
+        # a rod centred beyond the cut fits only its tail: its height means nothing
+        inside = (positions >= self.profile.q[0]) & (positions <= self.profile.q[-1])
+        top = float(heights[inside].max()) if inside.any() else 0.0
+        return (
+            self.first_rod_snr() >= settings.min_rod_snr
+            and top > 0
+            and heights[0] >= settings.min_first_rod_fraction * top
+        )
+
+    def heights(self) -> FloatArray:
+        """Height of each rod family on the cut (intensity units), in family order.
+
+        The Gaussian plus Lorentzian part, times the rod envelope at the rod's position.
+        """
+        ev = self.refined.evaluation
+        m = self.spec.families.shape[0]
+        heights = ev.beta[ev.n_background : ev.n_background + m].copy()
+        if ev.beta.size - ev.n_background == 2 * m:
+            heights += ev.beta[ev.n_background + m :]
+        positions = self.value("q1") * self.spec.ratios(
+            self.value("gamma") if self.spec.rhombic else GAMMA_HEXAGONAL_DEG
+        )
+        profile = self.profile
+        return heights * np.interp(positions, profile.q, profile.envelope)
+
+    def rod_snrs(self) -> FloatArray:
+        """Height over standard error of each rod family (0 where its height is 0)."""
+        ev = self.refined.evaluation
+        m = self.spec.families.shape[0]
+        per_col = 2 if ev.beta.size - ev.n_background == 2 * m else 1
+        out = np.zeros(m)
+        for j in range(m):
+            columns = [ev.n_background + j + k * m for k in range(per_col)]
+            height = float(sum(ev.beta[c] for c in columns))
+            rows = [int(self.stats.linear_index[c]) for c in columns]
+            rows = [r for r in rows if r >= 0]
+            if height <= 0 or not rows:
+                continue
+            variance = float(self.stats.covariance[np.ix_(rows, rows)].sum())
+            out[j] = height / math.sqrt(variance) if variance > 0 else math.inf
+        return out
 
     def first_rod_snr(self) -> float:
         """Height of the first rod (family ratio 1) over its standard error."""
@@ -615,7 +720,7 @@ def _fit_rod_model(
         spec.model(settings.peak_shape), profile, theta0, lower, upper, max_nfev=settings.max_nfev
     )
     stats = fit_statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic, lower == upper)
-    return _RodModelFit(spec=spec, refined=refined, stats=stats)
+    return _RodModelFit(spec=spec, refined=refined, stats=stats, profile=profile)
 
 
 def _background_model() -> SeparableModel:
@@ -747,8 +852,9 @@ def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) 
     if not math.isfinite(bg_stats.ic):
         return _failed_rods("the background fit did not converge", settings, profile.n)
     residual = _search_residual(profile, background, settings)
+    envelope = _background_envelope(background.evaluation, profile)
     if settings.rod_envelope == "background":
-        profile = replace(profile, envelope=_background_envelope(background.evaluation, profile))
+        profile = replace(profile, envelope=envelope)
     candidates, edge_message = _cold_candidates(profile, residual, settings)
     if edge_message:
         return _failed_rods(edge_message, settings, profile.n)
@@ -764,7 +870,7 @@ def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) 
         # the search, so that a frame gets the same answer however it arrives
         for name, options in _warm_candidates(profile, start, settings).items():
             candidates.setdefault(name, []).extend(options)
-    context = _Context(profile, settings, background, bg_stats, warm=warm)
+    context = _Context(profile, settings, background, bg_stats, warm=warm, envelope=envelope)
     return _decide(context, candidates)
 
 
@@ -800,6 +906,7 @@ class _Context:
     background: Refined
     bg_stats: Statistics
     warm: bool
+    envelope: FloatArray  # the background-only fit scaled to 1 at its maximum
 
     @property
     def window(self) -> str:
@@ -854,11 +961,11 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
         fits["rhombic"].stats.ic if "rhombic" in fits else nan,
     )
     # a model whose width ran to its bound fits a broad feature, not rods; one without a
-    # significant first rod is not that lattice
+    # first rod that is a peak of its own is not that lattice
     broad = {name for name, fit in fits.items() if fit.refined.at_upper[fit.refined.index("fwhm")]}
     fitted = {name: fit for name, fit in fits.items() if math.isfinite(fit.stats.ic)}
     snrs = {name: fit.first_rod_snr() for name, fit in fitted.items() if name not in broad}
-    eligible = {name: fitted[name] for name, snr in snrs.items() if snr >= settings.min_rod_snr}
+    eligible = {name: fit for name, fit in fitted.items() if fit.is_rod_fit(settings)}
     if not eligible:
         if not snrs:
             message = (
@@ -870,6 +977,14 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
             message = (
                 f"no first rod above {settings.min_rod_snr:g} sigma in {window} "
                 f"(best: {snrs[top]:.1f} sigma at {fitted[top].value('q1'):.3f} nm^-1)"
+            )
+        limited = [name for name, fit in fits.items() if fit.refined.hit_max_nfev]
+        if limited:  # "no rod" is not trusted when a lattice fit was cut short
+            return replace(
+                context.no_rod(message, ics),
+                ok=False,
+                message=f"{message}; but the {', '.join(limited)} fit stopped at its "
+                f"evaluation limit (max_nfev = {settings.max_nfev}): raise max_nfev",
             )
         return context.no_rod(message, ics)
     best_name = min(eligible, key=lambda name: eligible[name].stats.ic)
@@ -892,7 +1007,85 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
             context.warm,
         )
     symmetry, chosen = _name_lattice(fits, eligible, best_name, settings)
-    return _rod_result(chosen, symmetry, profile, settings, ics, context.warm)
+    chosen, spread = _choose_rod_model(context, chosen)
+    return _rod_result(chosen, symmetry, chosen.profile, settings, ics, context.warm, spread)
+
+
+def _choose_rod_model(
+    context: _Context, chosen: _RodModelFit
+) -> tuple[_RodModelFit, tuple[float, str]]:
+    """The line shape and rod envelope that fit the named lattice best, and their spread.
+
+    The chosen lattice is refitted from its solution with each line shape (Gaussian,
+    Lorentzian, and the configured one) and rod envelope (rods added to, or multiplied by,
+    the background); the variant with the lowest criterion is reported. Among the
+    variants within `delta_ic_shape` of it, the largest distance of q1 from the reported
+    one is returned with its name (0 and "" with `settings.model_spread` False).
+    """
+    settings = context.settings
+    if not settings.model_spread:
+        return chosen, (0.0, "")
+    variants: list[tuple[str, _RodModelFit]] = [
+        (f"{settings.peak_shape}/{settings.rod_envelope}", chosen)
+    ]
+    shapes = dict.fromkeys((settings.peak_shape, "gaussian", "lorentzian"))
+    for shape in shapes:
+        for envelope in ("flat", "background"):
+            if shape == settings.peak_shape and envelope == settings.rod_envelope:
+                continue
+            profile = replace(
+                context.profile,
+                envelope=context.envelope
+                if envelope == "background"
+                else np.ones_like(context.profile.q),
+            )
+            fit = _refit(profile, chosen, shape, settings)
+            if fit is not None and fit.is_rod_fit(settings):
+                variants.append((f"{shape}/{envelope}", fit))
+    best = min(variants, key=lambda item: item[1].stats.ic)[1]
+    q1 = best.value("q1")
+    close = [
+        (name, fit.value("q1"))
+        for name, fit in variants
+        if fit.stats.ic - best.stats.ic <= settings.delta_ic_shape
+    ]
+    name, q = max(close, key=lambda item: abs(item[1] - q1))
+    return best, (abs(q - q1), name)
+
+
+def _model_name(fit: _RodModelFit) -> str:
+    """ "shape/envelope" of a rod fit."""
+    envelope = "flat" if np.all(fit.profile.envelope == 1.0) else "background"
+    return f"{fit.refined.shape}/{envelope}"
+
+
+def _refit(
+    profile: Profile, fit: _RodModelFit, shape: PeakShape, settings: RodFitSettings
+) -> _RodModelFit | None:
+    """`fit`'s lattice refitted with another line shape on `profile`, from its solution."""
+    spec = fit.spec
+    theta0 = fit.refined.evaluation.theta
+    lower = theta0.copy()
+    upper = theta0.copy()
+    q1_lo, q1_hi = settings.q1_window_per_nm
+    w_min = min(profile.bin_per_nm, settings.max_width_per_nm / 2)
+    bounds = {
+        "q1": (q1_lo, q1_hi),
+        "fwhm": (w_min, settings.max_width_per_nm),
+        "growth": (0.0, 3.0),
+        "gamma": GAMMA_RANGE_DEG,
+    }
+    for name, (lo, hi) in bounds.items():
+        if name in spec.param_names:
+            i = spec.param_names.index(name)
+            lower[i], upper[i] = lo, hi
+    refined = levenberg_marquardt(
+        spec.model(shape), profile, theta0, lower, upper, max_nfev=settings.max_nfev
+    )
+    if refined.hit_max_nfev:
+        return None
+    stats = fit_statistics(refined.evaluation, profile.n, spec.n_theta, settings.ic, lower == upper)
+    return _RodModelFit(spec=spec, refined=refined, stats=stats, profile=profile)
 
 
 def _name_lattice(
@@ -939,11 +1132,14 @@ def _rod_result(
     settings: RodFitSettings,
     ics: tuple[float, float, float, float],
     warm: bool,
+    spread: tuple[float, str] = (0.0, ""),
 ) -> RodFit:
     stats = fit.stats
-    ev = fit.refined.evaluation
     q1 = fit.value("q1")
-    q1_err = fit.stderr("q1")
+    q1_stat_err = fit.stderr("q1")
+    spread_per_nm, spread_model = spread
+    # the model choice adds its spread where it exceeds the statistical error
+    q1_err = math.hypot(q1_stat_err, spread_per_nm) if spread_per_nm > q1_stat_err else q1_stat_err
     spacing_hex = lattice_spacing_nm(q1, "hexagonal")
     spacing_square = lattice_spacing_nm(q1, "square")
     gamma = gamma_err = math.nan
@@ -955,7 +1151,8 @@ def _rod_result(
         grad = np.zeros(stats.covariance.shape[0])
         grad[fit.refined.index("q1")] = -1.0 / q1
         grad[fit.refined.index("gamma")] = -math.radians(1.0) / math.tan(math.radians(gamma))
-        spacing_err = spacing * math.sqrt(max(float(grad @ stats.covariance @ grad), 0.0))
+        relative = math.sqrt(max(float(grad @ stats.covariance @ grad), 0.0))
+        spacing_err = spacing * math.hypot(relative, (q1_err - q1_stat_err) / q1)
     elif symmetry in ("hexagonal", "square"):
         spacing = lattice_spacing_nm(q1, symmetry)
         spacing_err = spacing * q1_err / q1
@@ -963,11 +1160,16 @@ def _rod_result(
         spacing = spacing_err = math.nan
     growth = fit.value("growth") if fit.spec.linear_width else 0.0
     ratios = fit.spec.ratios(fit.value("gamma") if fit.spec.rhombic else GAMMA_HEXAGONAL_DEG)
-    m = ratios.size
-    heights = ev.beta[ev.n_background : ev.n_background + m].copy()
-    if ev.beta.size - ev.n_background == 2 * m:
-        heights += ev.beta[ev.n_background + m :]
+    heights = fit.heights()
     positions = q1 * ratios
+    snrs = fit.rod_snrs()
+    found = sorted(
+        {
+            round(float(r), 4)
+            for r, p, z in zip(ratios, positions, snrs, strict=True)
+            if p <= profile.q[-1] and z >= settings.min_rod_snr
+        }
+    )
     inside = positions <= profile.q[-1]
     if symmetry == "unknown":
         inside &= ratios == 1.0
@@ -988,6 +1190,26 @@ def _rod_result(
             f"(spacing {spacing_hex:.2f} nm if hexagonal, {spacing_square:.2f} nm if square)"
         )
     )
+    message += f"; orders found (q / q1): {', '.join(f'{r:.3f}' for r in found)}"
+    if q1_err > q1_stat_err:
+        message += (
+            f"; the {spread_model} rod model moves q1 by {spread_per_nm:.4f} nm^-1, "
+            "added to its error"
+        )
+    ok = True
+    if fit.refined.hit_max_nfev:
+        ok = False
+        message = (
+            f"the rod fit stopped at its evaluation limit (max_nfev = {settings.max_nfev}) "
+            f"before converging: raise max_nfev; {message}"
+        )
+    if not stats.redchi <= settings.max_redchi:
+        ok = False
+        message = (
+            f"the rod model does not describe the cut (reduced chi-square "
+            f"{stats.redchi:.3g} > {settings.max_redchi:g}): check the background and the "
+            f"q range; {message}"
+        )
     return RodFit(
         q1_per_nm=q1,
         q1_err_per_nm=q1_err,
@@ -1013,8 +1235,13 @@ def _rod_result(
         ic=settings.ic,
         n_points=profile.n,
         warm_started=warm,
-        ok=True,
+        ok=ok,
         message=message,
+        orders_found=tuple(found),
+        q1_stat_err_per_nm=q1_stat_err,
+        q1_model_spread_per_nm=spread_per_nm,
+        nfev=fit.refined.nfev,
+        rod_model=_model_name(fit),
     )
 
 

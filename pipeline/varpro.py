@@ -613,6 +613,8 @@ class Refined:
         The model at the best parameters found.
     param_names : tuple of str
         Names of the nonlinear parameters, in the order of ``evaluation.theta``.
+    shape : {"gaussian", "lorentzian", "pseudo_voigt"}
+        Line shape of the model's peaks.
     nfev : int
         Model evaluations used.
     max_nfev : int
@@ -626,6 +628,7 @@ class Refined:
 
     evaluation: Evaluation
     param_names: tuple[str, ...]
+    shape: PeakShape
     nfev: int
     max_nfev: int
     converged: bool
@@ -672,6 +675,7 @@ def levenberg_marquardt(
     return Refined(
         evaluation=evaluation_of(theta, out, model, profile),
         param_names=model.param_names,
+        shape=model.shape,
         nfev=int(nfev),
         max_nfev=int(max_nfev),
         converged=bool(converged),

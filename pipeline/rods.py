@@ -928,6 +928,65 @@ class _Context:
         )
 
 
+def rod_families(fit: RodFit, *, q_max_per_nm: float) -> FloatArray:
+    """Rod families (a, b) of a reported rod fit's lattice, as the engine models them.
+
+    Parameters
+    ----------
+    fit : RodFit
+        A result with a first rod; for "unknown" the lattice with the lower criterion.
+    q_max_per_nm : float
+        End of the cut, in nm^-1.
+
+    Returns
+    -------
+    ndarray of shape (n_rods, 2)
+        Rod k sits at q1 sqrt(a_k - 2 b_k cos gamma).
+    """
+    name: RodModelName
+    if fit.symmetry == "pseudo-hexagonal":
+        name = "rhombic"
+    elif fit.symmetry in ("hexagonal", "square"):
+        name = fit.symmetry
+    else:
+        name = "hexagonal" if not fit.ic_square < fit.ic_hexagonal else "square"
+    return _rod_spec(name, fit.q1_per_nm, q_max_per_nm, linear_width=fit.width_growth > 0).families
+
+
+def rod_envelope(
+    q_per_nm: FloatArray,
+    intensity: FloatArray,
+    sigma: FloatArray,
+    exponent: float,
+    basis: FloatArray,
+) -> FloatArray:
+    """The rod envelope: the background-only fit, scaled to 1 at its maximum.
+
+    Parameters
+    ----------
+    q_per_nm, intensity, sigma : ndarray of shape (n,)
+        The cut, in nm^-1 and intensity units.
+    exponent : float
+        Power-law exponent p of the background (held).
+    basis : ndarray of shape (n, k)
+        Background basis (B-splines or Legendre polynomials).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        q^-p basis @ c + const from a weighted linear fit, over its maximum, floored at 1e-6.
+    """
+    design = np.concatenate(
+        [q_per_nm[:, None] ** -exponent * basis, np.ones((q_per_nm.size, 1))], 1
+    )
+    coef, *_ = np.linalg.lstsq(design / sigma[:, None], intensity / sigma, rcond=None)
+    shape = design @ coef
+    top = float(np.max(shape))
+    if not (top > 0 and np.all(np.isfinite(shape))):
+        return np.ones_like(q_per_nm)
+    return np.asarray(np.maximum(shape / top, 1e-6), dtype=np.float64)
+
+
 def _background_envelope(ev: Evaluation, profile: Profile) -> FloatArray:
     """The background-only fit, scaled to 1 at its maximum (floored at 1e-6)."""
     shape = (ev.design @ ev.beta) / profile.weight
@@ -1054,7 +1113,7 @@ def _choose_rod_model(
 
 
 def _model_name(fit: _RodModelFit) -> str:
-    """ "shape/envelope" of a rod fit."""
+    """Line shape and rod envelope of a rod fit, as "shape/envelope"."""
     envelope = "flat" if np.all(fit.profile.envelope == 1.0) else "background"
     return f"{fit.refined.shape}/{envelope}"
 

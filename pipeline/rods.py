@@ -62,6 +62,9 @@ GAMMA_RANGE_DEG = (62.0, 88.0)
 
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _STARTS_PER_LATTICE = 3  # starts refined per lattice model
+#: A start whose criterion before refinement is this much above the best refined fit
+#: of its lattice is not refined (refinement from a significant peak gains less).
+_START_IC_SLACK = 50.0
 _PEAKS_PER_WIDTH = 6  # first-rod candidates per matched-filter width
 _WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
 
@@ -545,12 +548,13 @@ def _warm_candidates(
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _RodModelFit:
     spec: _RodModelSpec
     refined: Refined
     stats: Statistics
     profile: Profile  # what was fitted (its envelope multiplies the rods)
+    _first_rod_snr: float | None = None
 
     def value(self, name: str) -> float:
         """Value of the named nonlinear parameter."""
@@ -619,6 +623,11 @@ class _RodModelFit:
 
     def first_rod_snr(self) -> float:
         """Height of the first rod (family ratio 1) over its standard error."""
+        if self._first_rod_snr is None:
+            self._first_rod_snr = self._compute_first_rod_snr()
+        return self._first_rod_snr
+
+    def _compute_first_rod_snr(self) -> float:
         ev = self.refined.evaluation
         column = ev.n_background  # the first family is the first rod; with pseudo-Voigt
         per_col = 2 if ev.beta.size - ev.n_background == 2 * self.spec.families.shape[0] else 1
@@ -654,13 +663,18 @@ def _refine_lattice(
     bound and that converged wins over one that is not.
     """
     fits: list[_RodModelFit] = []
+    best_good = math.inf
     for candidate, value in ranked:
         if len(fits) >= _STARTS_PER_LATTICE or (fits and not math.isfinite(value)):
+            break
+        if value > best_good + _START_IC_SLACK:  # refining cannot gain that much
             break
         fit = _fit_rod_model(profile, candidate, exponent, settings)
         if any(abs(fit.value("q1") - f.value("q1")) < 1e-4 * fit.value("q1") for f in fits):
             continue
         fits.append(fit)
+        if fit.is_rod_fit(settings):
+            best_good = min(best_good, fit.stats.ic)
     good = [f for f in fits if f.is_rod_fit(settings)]
     return min(good or fits, key=lambda f: f.stats.ic)
 

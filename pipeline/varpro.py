@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import BSpline
+from scipy.linalg import cho_factor, cho_solve
 
 from detectors.errors import ConfigError
 from pipeline.config import PeakShape
@@ -696,6 +698,7 @@ class Statistics:
     n_params: int
     fixed: NDArray[np.bool_]
     _covariance: FloatArray | None = None
+    _linear_index: NDArray[np.intp] | None = None
 
     @property
     def covariance(self) -> FloatArray:
@@ -705,9 +708,10 @@ class Statistics:
             norms = ev.norms[ev.active]
             scaled = ev.design[:, ev.active] / norms
             # parameters held fixed (lower == upper) do not count in the covariance
-            derivative = np.where(self.fixed[None, :], 0.0, ev.derivative)
-            jac_full = np.concatenate([derivative, scaled], axis=1)
-            covariance = np.linalg.pinv(jac_full.T @ jac_full) * self.redchi
+            free = np.concatenate([~self.fixed, np.ones(norms.size, dtype=bool)])
+            jac = np.concatenate([ev.derivative[:, ~self.fixed], scaled], axis=1)
+            covariance = np.zeros((free.size, free.size))
+            covariance[np.ix_(free, free)] = _inverse_spd(jac.T @ jac) * self.redchi
             # back from the column-normalised linear parameters to the heights
             scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
             self._covariance = covariance * np.outer(scale, scale)
@@ -716,10 +720,24 @@ class Statistics:
     @property
     def linear_index(self) -> NDArray[np.intp]:
         """For each linear column, its row in the covariance (-1 where inactive)."""
-        active = self.evaluation.active
-        index = np.full(active.size, -1, dtype=np.intp)
-        index[np.flatnonzero(active)] = self.n_theta + np.arange(int(active.sum()))
-        return index
+        if self._linear_index is None:
+            active = self.evaluation.active
+            index = np.full(active.size, -1, dtype=np.intp)
+            index[np.flatnonzero(active)] = self.n_theta + np.arange(int(active.sum()))
+            self._linear_index = index
+        return self._linear_index
+
+
+def _inverse_spd(matrix: FloatArray) -> FloatArray:
+    """Inverse of a symmetric positive semi-definite matrix (Cholesky; else pseudo-inverse)."""
+    try:
+        factor = cho_factor(matrix, lower=True, check_finite=False)
+        inverse = cho_solve(factor, np.eye(matrix.shape[0]), check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
+    if not np.all(np.isfinite(inverse)) or np.any(np.diag(inverse) < 0):
+        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
+    return np.asarray(inverse, dtype=np.float64)
 
 
 def fit_statistics(
@@ -830,3 +848,62 @@ def prepare_profile(
         envelope=np.ones_like(q),
         y_w=y / s,
     )
+
+
+# --------------------------------------------------------------------------------------
+# compilation
+# --------------------------------------------------------------------------------------
+
+
+def kernels_cached() -> bool:
+    """Whether numba's on-disk cache holds the compiled fit kernels of this installation.
+
+    Returns
+    -------
+    bool
+        False right after install (or after a change of the kernels' source): the first
+        fit then compiles them, which takes 10-40 s; True otherwise (and where numba's
+        cache layout is not the one known here).
+    """
+    dispatcher: Any = _lm_kernel
+    try:
+        index = Path(dispatcher._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+    return index.exists()
+
+
+def prepare_kernels(stream: TextIO | None = None) -> None:
+    """Compile the fit kernels (or load them from numba's cache) before the first frame.
+
+    Call it once in the parent process before a run, so that worker processes load the
+    cache instead of compiling at the same time, and so that a progress display does not
+    sit at 0 % in silence.
+
+    Parameters
+    ----------
+    stream : text stream, optional
+        Where to say, in one line, that the kernels are being compiled, when they are
+        not cached yet (e.g. ``sys.stderr``); None: say nothing.
+    """
+    if stream is not None and not kernels_cached():
+        print(
+            "gixs: compiling the fit kernels (once after install, then cached; ~15-40 s)...",
+            file=stream,
+            flush=True,
+        )
+    q = np.linspace(1.0, 2.0, MIN_POINTS + 4)
+    y = 10.0 + np.exp(-FOUR_LN2 * ((q - 1.5) / 0.2) ** 2)
+    profile = prepare_profile(q, y, np.ones_like(q), None, 1)
+    if isinstance(profile, str):  # pragma: no cover - fixed input
+        raise RuntimeError(profile)
+    model = SeparableModel(
+        mode=MODE_PEAKS,
+        shape="pseudo_voigt",
+        power_law=False,
+        param_names=("center0", "fwhm0"),
+        families=np.zeros((1, 2)),
+    )
+    theta = np.array([1.5, 0.2])
+    levenberg_marquardt(model, profile, theta, theta - 0.1, theta + 0.1, max_nfev=5)
+    evaluate_kernel(theta, *model_args(model, profile), False)

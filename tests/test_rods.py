@@ -203,3 +203,25 @@ def test_cube_form_factor_of_the_test_frames_has_its_minimum_near_2pi_over_L():
     q = np.linspace(0.8, 1.4, 121)
     form = cube_form_factor(q, 5.7, spread=0.0)
     assert 2 * math.pi / 5.7 < q[np.argmin(form)] < 2 * math.pi / 7.6 * math.sqrt(2) + 0.02
+
+
+def test_a_fresh_numba_cache_is_detected_and_announced(tmp_path):
+    """After install the kernels compile: the CLI says so in one line on stderr."""
+    import io
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.varpro import kernels_cached, prepare_kernels
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    code = "from pipeline.varpro import kernels_cached; print(kernels_cached())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+    prepare_kernels()  # this process: compiled or loaded now
+    assert kernels_cached()
+    stream = io.StringIO()
+    prepare_kernels(stream)
+    assert stream.getvalue() == ""  # cached: nothing to announce

@@ -28,6 +28,7 @@ from pipeline.lattice import (
     SQUARE_RATIOS,
     Symmetry,
     lattice_spacing_nm,
+    order_label,
     rhombic_ratios,
 )
 from pipeline.lineshapes import FOUR_LN2
@@ -769,26 +770,37 @@ def fit_rods(
 ) -> RodFit:
     """Find and fit the superlattice rods of a GISAXS q_par cut; name the lattice.
 
-    The background is q^-p times a low-order polynomial plus a constant (see
-    `settings.background_order`; with a polynomial, p is held at the log-log slope of the
-    data, with order 0 it is fitted). Four models are fitted and compared by the
-    information criterion: background only ("none"); a hexagonal lattice (rods at
-    q1 x 1, sqrt 3, 2, sqrt 7, ...); a square one (1, sqrt 2, 2, sqrt 5, ...); a rhombic
-    one with free gamma in (62, 88) deg, refined only where its start beats both. Rods are
-    tied to q1 (and gamma), each has its own height >= 0, and all share one width (or a
-    width growing linearly with q). The first rod is found without a fixed guess: the
-    background-only fit is subtracted and a zero-mean matched filter scans the q1 window
-    at several widths; the strongest peaks, and the q1 that would make them the sqrt 3,
-    sqrt 2 or second rod, start each lattice, and the exact criterion picks the start.
-    A lattice whose first rod is below `settings.min_rod_snr` sigma, or whose width runs
-    to `settings.max_width_per_nm`, does not count. Naming:
+    The background is q^-p times cubic B-splines on ~0.2 nm^-1 knots plus a constant
+    (it follows a cube form factor's minima; p held at the log-log slope of the data), or
+    a low-order polynomial (`settings.background_knot_spacing_per_nm` None). Four models
+    are fitted and compared by the information criterion: background only ("none"); a
+    hexagonal lattice (rods at q1 x 1, sqrt 3, 2, sqrt 7, ...); a square one (1, sqrt 2,
+    2, sqrt 5, ...); a rhombic one with free gamma in (62, 88) deg. Rods are tied to q1
+    (and gamma), each has its own height >= 0 (an order that a form-factor minimum
+    removes simply gets height 0), all share one width (or a width growing linearly with
+    q), and by default they multiply the background (I = P S; `settings.rod_envelope`).
+
+    The first rod is found without a fixed guess and must be a peak of its own: a
+    zero-mean matched filter scans the data minus a smooth background at several widths,
+    every significant peak in the q1 window starts every lattice, the best starts of each
+    lattice by the exact criterion are refined, and a fit counts only if its first rod
+    reaches `settings.min_rod_snr` standard errors and `settings.min_first_rod_fraction`
+    of the strongest rod, and its width stays below `settings.max_width_per_nm`. A warm
+    start adds the previous frame's lattice to the starts and never replaces the search,
+    so a frame gets the same answer however it arrives. The named lattice is then refitted
+    with Gaussian and Lorentzian rods, added and multiplied; the lowest criterion is
+    reported (`RodFit.rod_model`), and the q1 spread of the variants within
+    `settings.delta_ic_shape` enters the error where it exceeds the statistical one.
+    A fit at its evaluation limit or with reduced chi-square above `settings.max_redchi`
+    keeps its values but is not ``ok``. Naming:
 
     - "none": the best rod model beats the background by less than
-      `settings.delta_ic_rod`, or its first rod is below `settings.min_rod_snr` sigma;
+      `settings.delta_ic_rod`, or no lattice has a first rod that is a peak of its own;
     - "pseudo-hexagonal": the rhombic model beats hexagonal and square by
       `delta_ic_symmetry` and its gamma is more than `gamma_margin_deg` from 60 and 90
       (closer, it is called hexagonal or square);
-    - "hexagonal" / "square": the better of the two by `delta_ic_symmetry`;
+    - "hexagonal" / "square": the better of the two by `delta_ic_symmetry`, from all the
+      orders present (`RodFit.orders_found`);
     - "unknown": a first rod, but hexagonal and square closer than that (for example
       when no higher rod falls inside the fit range).
 
@@ -1263,7 +1275,7 @@ def _rod_result(
             f"(spacing {spacing_hex:.2f} nm if hexagonal, {spacing_square:.2f} nm if square)"
         )
     )
-    message += f"; orders found (q / q1): {', '.join(f'{r:.3f}' for r in found)}"
+    message += f"; orders found: {', '.join(order_label(r) for r in found)}"
     if q1_err > q1_stat_err:
         message += (
             f"; the {spread_model} rod model moves q1 by {spread_per_nm:.4f} nm^-1, "

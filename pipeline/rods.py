@@ -63,9 +63,6 @@ GAMMA_RANGE_DEG = (62.0, 88.0)
 
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _STARTS_PER_LATTICE = 3  # starts refined per lattice model
-#: A start whose criterion before refinement is this much above the best refined fit
-#: of its lattice is not refined (refinement from a significant peak gains less).
-_START_IC_SLACK = 50.0
 _PEAKS_PER_WIDTH = 6  # first-rod candidates per matched-filter width
 _WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
 
@@ -314,6 +311,8 @@ class _RodModelSpec:
 
     def ratios(self, gamma_deg: float) -> FloatArray:
         """Rod positions in units of q1."""
+        if not self.rhombic:  # b = 0: no gamma dependence
+            return _plain_ratios(self.name, self.families.shape[0])
         cos_g = math.cos(math.radians(gamma_deg))
         return np.sqrt(self.families[:, 0] - 2.0 * self.families[:, 1] * cos_g)
 
@@ -342,6 +341,15 @@ def _rod_spec(
     reach = (q_max_per_nm + 0.15) / (0.95 * q1_per_nm)
     count = int(np.searchsorted(ratios, reach, side="right"))
     return _cached_rod_spec(name, count, linear_width)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_ratios(name: RodModelName, count: int) -> FloatArray:
+    """The first `count` rod positions of the hexagonal or square lattice, in units of q1."""
+    ratios = HEXAGONAL_RATIOS if name == "hexagonal" else SQUARE_RATIOS
+    out = np.asarray(ratios[:count], dtype=np.float64)
+    out.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -556,6 +564,7 @@ class _RodModelFit:
     stats: Statistics
     profile: Profile  # what was fitted (its envelope multiplies the rods)
     _first_rod_snr: float | None = None
+    _is_rod_fit: bool | None = None  # for the frame's one settings
 
     def value(self, name: str) -> float:
         """Value of the named nonlinear parameter."""
@@ -573,6 +582,11 @@ class _RodModelFit:
         `min_first_rod_fraction` of the strongest rod: a bump on a steep edge below a
         real lattice's rods may pass the first test, not the second.
         """
+        if self._is_rod_fit is None:
+            self._is_rod_fit = self._compute_is_rod_fit(settings)
+        return self._is_rod_fit
+
+    def _compute_is_rod_fit(self, settings: RodFitSettings) -> bool:
         refined = self.refined
         if not math.isfinite(self.stats.ic) or refined.at_upper[refined.index("fwhm")]:
             return False
@@ -664,18 +678,13 @@ def _refine_lattice(
     bound and that converged wins over one that is not.
     """
     fits: list[_RodModelFit] = []
-    best_good = math.inf
     for candidate, value in ranked:
         if len(fits) >= _STARTS_PER_LATTICE or (fits and not math.isfinite(value)):
-            break
-        if value > best_good + _START_IC_SLACK:  # refining cannot gain that much
             break
         fit = _fit_rod_model(profile, candidate, exponent, settings)
         if any(abs(fit.value("q1") - f.value("q1")) < 1e-4 * fit.value("q1") for f in fits):
             continue
         fits.append(fit)
-        if fit.is_rod_fit(settings):
-            best_good = min(best_good, fit.stats.ic)
     good = [f for f in fits if f.is_rod_fit(settings)]
     return min(good or fits, key=lambda f: f.stats.ic)
 

@@ -152,7 +152,7 @@ class RodFitSettings:
     rod_envelope: Literal["flat", "background"] = "background"
     max_nfev: int = 60
     min_first_rod_fraction: float = 0.1
-    max_redchi: float = 10.0
+    max_redchi: float = 20.0
     model_spread: bool = True
     delta_ic_shape: float = 10.0
 
@@ -1113,8 +1113,10 @@ def _choose_rod_model(
     The chosen lattice is refitted from its solution with each line shape (Gaussian,
     Lorentzian, and the configured one) and rod envelope (rods added to, or multiplied by,
     the background); the variant with the lowest criterion is reported. Among the
-    variants within `delta_ic_shape` of it, the largest distance of q1 from the reported
-    one is returned with its name (0 and "" with `settings.model_spread` False).
+    variants within `delta_ic_shape` of it (differences divided by its reduced
+    chi-square where that exceeds 1, as for a quasi-likelihood), the largest distance of
+    q1 from the reported one is returned with its name (0 and "" with
+    `settings.model_spread` False).
     """
     settings = context.settings
     if not settings.model_spread:
@@ -1138,10 +1140,13 @@ def _choose_rod_model(
                 variants.append((f"{shape}/{envelope}", fit))
     best = min(variants, key=lambda item: item[1].stats.ic)[1]
     q1 = best.value("q1")
+    # a model that misses structure (reduced chi-square above 1) inflates every criterion
+    # difference by about that factor: compare on the quasi-likelihood scale
+    inflation = max(best.stats.redchi, 1.0)
     close = [
         (name, fit.value("q1"))
         for name, fit in variants
-        if fit.stats.ic - best.stats.ic <= settings.delta_ic_shape
+        if (fit.stats.ic - best.stats.ic) / inflation <= settings.delta_ic_shape
     ]
     name, q = max(close, key=lambda item: abs(item[1] - q1))
     return best, (abs(q - q1), name)

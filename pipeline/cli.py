@@ -92,6 +92,9 @@ def _run_reduce(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = load_config(args.config)
     out = args.out if args.out is not None else Path("results")
+    from pipeline.varpro import prepare_kernels
+
+    prepare_kernels(sys.stderr)  # one line when the numba kernels compile (first run)
     outputs = reduce_run(
         config, out, jobs=args.jobs, progress=not args.quiet, force=args.force,
         command=" ".join(["gixs", *sys.argv[1:]]), log=lambda line: print(line, file=sys.stderr),
@@ -258,6 +261,9 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _run_inspect(args: argparse.Namespace) -> int:
     from pipeline.checks import is_input_problem
     from pipeline.inspect import inspect_frame
+    from pipeline.varpro import prepare_kernels
+
+    prepare_kernels(sys.stderr)  # one line when the numba kernels compile (first run)
 
     orientation = args.sample_orientation
     if orientation != "auto":

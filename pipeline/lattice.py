@@ -209,6 +209,33 @@ def lattice_spacing_nm(
     raise ValueError(msg)
 
 
+def order_label(ratio: float) -> str:
+    """Name of a rod order from its position in units of q1: "1", "sqrt3", "2", "sqrt7"...
+
+    Parameters
+    ----------
+    ratio : float
+        q / q1 of the rod, > 0.
+
+    Returns
+    -------
+    str
+        "n" where ratio^2 is close to a perfect square n^2, "sqrtN" where it is close to
+        the integer N, else the ratio to three decimals (a rhombic lattice's orders).
+
+    Examples
+    --------
+    >>> [order_label(r) for r in (1.0, 1.41421, 1.7320508, 2.0, 2.2360679, 1.2175)]
+    ['1', 'sqrt2', 'sqrt3', '2', 'sqrt5', '1.218']
+    """
+    square = ratio * ratio
+    n = round(square)
+    if n > 0 and abs(square - n) < 2e-3 * square:
+        root = math.isqrt(n)
+        return str(root) if root * root == n else f"sqrt{n}"
+    return f"{ratio:.3f}"
+
+
 def _check_q1(q1_per_nm: float) -> None:
     if not (math.isfinite(q1_per_nm) and q1_per_nm > 0):
         msg = f"q1 must be a positive finite number in nm^-1, got {q1_per_nm!r}"

@@ -174,8 +174,12 @@ def test_rods_on_a_form_factor_background_envelope():
         for i, c in enumerate(rod_positions(0.80, "hexagonal", q_max_per_nm=2.4))
     )
     y, s = poisson(rng, 3e3 * form * structure + 6 * Q_SAXS**-2 + 20)
-    flat = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(rod_envelope="flat"))
-    scaled = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(rod_envelope="background"))
+    flat = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(rod_envelope="flat", model_spread=False))
+    scaled = fit_rods(
+        Q_SAXS, y, s, settings=RodFitSettings(rod_envelope="background", model_spread=False)
+    )
+    chosen = fit_rods(Q_SAXS, y, s, settings=RodFitSettings())
+    assert chosen.rod_model.endswith("/background")  # the criterion picks I = P S
     assert abs(scaled.q1_per_nm - 0.80) < abs(flat.q1_per_nm - 0.80)
     assert scaled.q1_per_nm == pytest.approx(0.80, rel=0.01)
 
@@ -244,7 +248,14 @@ def test_q1_and_its_error_agree_with_a_full_lmfit_fit():
     """Variable projection: the same minimum and errors as fitting every parameter."""
     q1_true = 0.80
     y, s = rod_profile(q1_true, "hexagonal", seed=16)
-    fit = fit_rods(Q_SAXS, y, s, settings=RodFitSettings(background_order=0))
+    # the engine's oracle: the plain power law plus constant, additive Gaussian rods
+    settings = RodFitSettings(
+        background_order=0,
+        background_knot_spacing_per_nm=None,
+        rod_envelope="flat",
+        model_spread=False,
+    )
+    fit = fit_rods(Q_SAXS, y, s, settings=settings)
     ratios = np.sqrt([1, 3, 4, 7, 9])
     params = lmfit.Parameters()
     params.add("p", value=fit.background_exponent)

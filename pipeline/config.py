@@ -179,9 +179,7 @@ class ScherrerSettings:
         if self.method not in SCHERRER_METHODS:
             msg = f"[scherrer] method must be one of {SCHERRER_METHODS}, got {self.method!r}"
             raise ConfigError(msg)
-        if self.k_factor is not None and not (
-            math.isfinite(self.k_factor) and self.k_factor > 0
-        ):
+        if self.k_factor is not None and not (math.isfinite(self.k_factor) and self.k_factor > 0):
             msg = f"[scherrer] k_factor must be > 0, got {self.k_factor!r}"
             raise ConfigError(msg)
         if not (math.isfinite(self.size_spread) and 0.0 <= self.size_spread <= 0.3):

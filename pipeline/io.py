@@ -6,12 +6,15 @@ view and h5web plot it with no settings)::
     /@default="entry"   /entry@default="first_rod"
     /entry/first_rod     NXdata  q1 (+q1_errors) against time; spacing, symmetry, fit_ok,
                                  rod_positions (n, 4)
-    /entry/peak200       NXdata  fwhm (+fwhm_errors) against time; fwhm_corr, center, domain
+    /entry/peak200       NXdata  fwhm (+fwhm_errors) against time; fwhm_corr, breadth,
+                                 breadth_corr (+_errors), fwhm_peak_fit, center, domain
+                                 (@scherrer_method, @scherrer_k)
     /entry/gisaxs_cuts   NXdata  intensity (+intensity_errors) [n_frames, n_q] on time x q_par
     /entry/giwaxs_cuts   NXdata  the same for GIWAXS
     /entry/summary       NXcollection  one dataset per summary.csv column
     /entry/reduction     NXprocess  program, version, date, config (NXnote, TOML), inputs
                                     (NXnote: file names + sha256), package versions, settings
+                                    (k_factor, scherrer_method, scherrer_size_spread, ...)
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def write_nexus(
         records = [row.as_record() for row in chronological(rows)]
         for name in COLUMNS:
             values = [record[name] for record in records]
-            if name in ("detector", "file", "symmetry", "flags"):
+            if name in ("detector", "file", "symmetry", "scherrer_method", "flags"):
                 summary[name] = np.array([str(v) for v in values], dtype=h5py.string_dtype())
             else:
                 summary[name] = np.array([math.nan if v is None else v for v in values], float)
@@ -270,14 +273,25 @@ def _write_peaks(entry: h5py.Group, results: Sequence[FrameResult], times: list[
     peaks = [r.peak for r in results]
     nan = math.nan
     _field(group, "time", times, "s")
-    _field(group, "fwhm", [p.fwhm_per_nm if p else nan for p in peaks], "1/nm")
-    _field(group, "fwhm_errors", [p.fwhm_err_per_nm if p else nan for p in peaks], "1/nm")
+    _field(group, "fwhm", [r.fwhm_per_nm for r in results], "1/nm")
+    _field(group, "fwhm_errors", [r.fwhm_err_per_nm for r in results], "1/nm")
+    _field(group, "fwhm_peak_fit", [p.fwhm_per_nm if p else nan for p in peaks], "1/nm")
+    _field(group, "fwhm_peak_fit_errors", [p.fwhm_err_per_nm if p else nan for p in peaks], "1/nm")
     _field(group, "fwhm_corr", [r.fwhm_corr_per_nm for r in results], "1/nm")
+    _field(group, "breadth", [r.breadth_per_nm for r in results], "1/nm")
+    _field(group, "breadth_errors", [r.breadth_err_per_nm for r in results], "1/nm")
+    _field(group, "breadth_corr", [r.breadth_corr_per_nm for r in results], "1/nm")
+    _field(group, "breadth_corr_errors", [r.breadth_corr_err_per_nm for r in results], "1/nm")
     _field(group, "center", [p.center_per_nm if p else nan for p in peaks], "1/nm")
     _field(group, "center_errors", [p.center_err_per_nm if p else nan for p in peaks], "1/nm")
     _field(group, "instrument_fwhm", [r.instrument_fwhm_per_nm for r in results], "1/nm")
     _field(group, "domain", [r.domain_nm for r in results], "nm")
     _field(group, "domain_errors", [r.domain_err_nm for r in results], "nm")
+    method = next((r.scherrer_method for r in results if r.scherrer_method), "")
+    group["domain"].attrs["scherrer_method"] = method
+    group["domain"].attrs["scherrer_k"] = next(
+        (r.k_factor for r in results if math.isfinite(r.k_factor)), math.nan
+    )
     _field(group, "reduced_chi2", [p.redchi if p else nan for p in peaks], "")
     group["fit_ok"] = np.array([bool(p and p.ok) for p in peaks])
 
@@ -328,7 +342,9 @@ def _write_process(
     versions["type"] = "application/json"
     versions["data"] = json.dumps(package_versions())
     settings = _group(process, "settings", "NXparameters")
-    settings["k_factor"] = config.scherrer.k_factor
+    settings["k_factor"] = config.scherrer.k
+    settings["scherrer_method"] = config.scherrer.method
+    settings["scherrer_size_spread"] = config.scherrer.size_spread
     for kind, plan in plans.items():
         sub = _group(settings, kind, "NXparameters")
         geo = plan.geometry

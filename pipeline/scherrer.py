@@ -573,13 +573,13 @@ def _profile_on_grid(
     """The line on a uniform dq grid by one real FFT of the even column function.
 
     The column function f(r) = A(r) G(r) is sampled at r_k = k dr (dr: 1/_COLUMN_STEPS of
-    the largest edge), zero-padded to 16 times the largest edge, and the cosine integral
+    the largest edge), zero-padded to _COLUMN_PADDING times the largest edge, and the cosine integral
     (trapezoid rule) is read off the FFT: P(dq_m) = dr Re F_m / (2 pi), dq_m = pi m / (N dr).
     """
     r_max = float(edges.max())
     step = r_max / _COLUMN_STEPS
     n = _COLUMN_STEPS * _COLUMN_PADDING
-    r = np.arange(_COLUMN_STEPS + 1) * step
+    r = np.arange(_COLUMN_STEPS + 1, dtype=np.float64) * step
     order = np.argsort(edges)
     sorted_edges, sorted_volumes = edges[order], volumes[order] / volumes.sum()
     # A(r) = sum_{L > r} v_L (1 - r / L): suffix sums over the sorted edges
@@ -592,7 +592,7 @@ def _profile_on_grid(
     even[: r.size] = column
     even[2 * n - r.size + 1 :] = column[:0:-1]
     spectrum = np.fft.rfft(even).real[: n + 1]
-    dq_grid = np.pi * np.arange(n + 1) / (n * step)
+    dq_grid = np.pi * np.arange(n + 1, dtype=np.float64) / (n * step)
     return dq_grid, spectrum * step / (2.0 * math.pi)
 
 
@@ -770,8 +770,8 @@ def fit_cube_line(
             ftol=1e-8,
             max_nfev=200,
         )
-    except (ValueError, np.linalg.LinAlgError) as err:
-        return _failed_cube_fit(f"the cube-line fit failed numerically ({err})")
+    except (ValueError, np.linalg.LinAlgError) as error:
+        return _failed_cube_fit(f"the cube-line fit failed numerically ({error})")
     if not result.success:
         return _failed_cube_fit(f"the cube-line fit did not converge ({result.message})")
     dof = max(q.size - n_linear - 2, 1)

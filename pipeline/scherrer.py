@@ -36,14 +36,14 @@ FWHM removal by the rule of the fitted peak shape:
   separately with another shape, this rule is an approximation.
 
 Integral-breadth removal (:func:`remove_instrumental_breadth`): measured and instrumental
-profiles are each taken as the Voigt function that their pseudo-Voigt stands for, with
-Gaussian and Lorentzian FWHMs from the TCH relations above (the instrument with its own
-Lorentzian fraction, 0 for the Gaussian calibrant fits); the Gaussian parts are removed in
-quadrature and the Lorentzian (Cauchy) parts linearly, as for Voigt integral breadths
-(Th. H. de Keijser, J. I. Langford, E. J. Mittemeijer, A. B. P. Vogels, J. Appl. Cryst.
-15, 308 (1982)), and the sample's Voigt breadth is joined again exactly (J. I. Langford,
-J. Appl. Cryst. 11, 10 (1978)): beta = beta_G / erfcx(k), k = beta_L / (sqrt(pi) beta_G),
-with beta_G = sqrt(pi / (4 ln 2)) FWHM_G and beta_L = (pi / 2) FWHM_L.
+profiles are each taken as the Voigt function with their FWHM and integral breadth, and
+split into Gaussian and Lorentzian (Cauchy) integral breadths from the ratio
+phi = FWHM / beta (Th. H. de Keijser, J. I. Langford, E. J. Mittemeijer, A. B. P. Vogels,
+J. Appl. Cryst. 15, 308 (1982); :func:`voigt_breadths_per_nm`; the instrument with its own
+Lorentzian share, 0 for the Gaussian calibrant fits); the Gaussian breadths are removed in
+quadrature and the Lorentzian ones linearly, and the sample's Voigt breadth is joined again
+exactly (J. I. Langford, J. Appl. Cryst. 11, 10 (1978)): beta = beta_G / erfcx(k),
+k = beta_L / (sqrt(pi) beta_G).
 
 The pseudo-Voigt here is the one :mod:`pipeline.fits` fits: a Gaussian and a Lorentzian of
 the same FWHM, with `eta` the Lorentzian share of the peak *height*.
@@ -382,24 +382,51 @@ def remove_instrumental_breadth(
         return math.nan
     if instrument_fwhm_per_nm == 0.0:
         return measured
-    gauss_m, lorentz_m = _voigt_fwhms(fwhm_per_nm, _lorentz_eta(peak_shape, eta))
-    gauss_i, lorentz_i = _voigt_fwhms(instrument_fwhm_per_nm, instrument_eta)
+    gauss_m, lorentz_m = voigt_breadths_per_nm(fwhm_per_nm, _lorentz_eta(peak_shape, eta))
+    gauss_i, lorentz_i = voigt_breadths_per_nm(instrument_fwhm_per_nm, instrument_eta)
     if gauss_m < gauss_i or lorentz_m < lorentz_i or (gauss_m, lorentz_m) == (gauss_i, lorentz_i):
         return math.nan
-    return voigt_breadth_per_nm(
-        GAUSS_BREADTH_PER_FWHM * math.sqrt(gauss_m**2 - gauss_i**2),
-        LORENTZ_BREADTH_PER_FWHM * (lorentz_m - lorentz_i),
+    return voigt_breadth_per_nm(math.sqrt(gauss_m**2 - gauss_i**2), lorentz_m - lorentz_i)
+
+
+def voigt_breadths_per_nm(fwhm_per_nm: float, eta: float) -> tuple[float, float]:
+    """Gaussian and Lorentzian integral breadths of the Voigt a pseudo-Voigt stands for.
+
+    The Voigt with the pseudo-Voigt's FWHM and integral breadth beta: with
+    phi = FWHM / beta in [2 / pi, 2 sqrt(ln 2 / pi)], de Keijser, Langford, Mittemeijer &
+    Vogels, J. Appl. Cryst. 15, 308 (1982):
+    beta_L = beta (2.0207 - 0.4803 phi - 1.7756 phi^2),
+    beta_G = beta (0.6420 + 1.4187 sqrt(phi - 2 / pi) - 2.2043 phi + 1.8706 phi^2);
+    exact (one part zero) for eta = 0 and eta = 1.
+
+    Parameters
+    ----------
+    fwhm_per_nm : float
+        FWHM of the pseudo-Voigt, in nm^-1.
+    eta : float
+        Its Lorentzian height share, in [0, 1].
+
+    Returns
+    -------
+    (float, float)
+        (beta_G, beta_L), in nm^-1, each >= 0.
+
+    Examples
+    --------
+    >>> [round(b, 4) for b in voigt_breadths_per_nm(1.0, 0.0)]
+    [1.0645, 0.0]
+    """
+    breadth = integral_breadth_per_nm(fwhm_per_nm, peak_shape="pseudo_voigt", eta=eta)
+    if eta <= 0.0:
+        return breadth, 0.0
+    if eta >= 1.0:
+        return 0.0, breadth
+    phi = min(max(fwhm_per_nm / breadth, 2.0 / math.pi), 1.0 / GAUSS_BREADTH_PER_FWHM)
+    lorentz = breadth * (2.0207 - 0.4803 * phi - 1.7756 * phi**2)
+    gauss = breadth * (
+        0.6420 + 1.4187 * math.sqrt(phi - 2.0 / math.pi) - 2.2043 * phi + 1.8706 * phi**2
     )
-
-
-def _voigt_fwhms(fwhm_per_nm: float, lorentz_eta: float) -> tuple[float, float]:
-    """Gaussian and Lorentzian FWHM of the Voigt that a pseudo-Voigt stands for (TCH)."""
-    if lorentz_eta == 0.0:
-        return fwhm_per_nm, 0.0
-    if lorentz_eta == 1.0:
-        return 0.0, fwhm_per_nm
-    lorentz_fraction = _tch_lorentz_fraction(lorentz_eta)
-    return fwhm_per_nm * _tch_gauss_fraction(lorentz_fraction), fwhm_per_nm * lorentz_fraction
+    return max(gauss, 0.0), max(lorentz, 0.0)
 
 
 def _lorentz_eta(peak_shape: PeakShape, eta: float | None) -> float:

@@ -281,7 +281,7 @@ def line200_profile(
     """Size-broadened {h00} line of cube-shaped domains, convolved with the instrument.
 
     Direct quadrature in q: sum over edges L (Gaussian number distribution, mean
-    `cube_edge_nm`, sd `size_spread` * mean, 81 nodes over +-4 sd) of n(L) L^3 (volume)
+    `cube_edge_nm`, sd `size_spread` * mean, 41 nodes over +-4 sd) of n(L) L^3 (volume)
     times L sinc^2(dq L / 2) / (2 pi) (a line of unit area), on a 0.004 nm^-1 grid to
     +-24 nm^-1, convolved numerically with a Gaussian of FWHM `instrument_fwhm_per_nm`.
 
@@ -314,7 +314,7 @@ def _edge_distribution(mean_nm: float, size_spread: float) -> tuple[FloatArray, 
     """Edges and number weights of the Gaussian size distribution (positive edges only)."""
     if size_spread == 0.0:
         return np.array([mean_nm]), np.array([1.0])
-    t = np.linspace(-4.0, 4.0, 81)
+    t = np.linspace(-4.0, 4.0, 41)
     edges = mean_nm * (1.0 + size_spread * t)
     keep = edges > 0
     return edges[keep], np.exp(-0.5 * t[keep] ** 2)

@@ -739,7 +739,7 @@ def fit_cube_line(
     >>> fit = fit_cube_line(q, y, np.sqrt(y), center_per_nm=20.5, fwhm_per_nm=0.9,
     ...                     window_per_nm=(16.5, 23.5), size_spread=0.0,
     ...                     instrument_fwhm_per_nm=0.25)
-    >>> round(fit.edge_nm, 3), round(fit.sample_breadth_per_nm * fit.edge_nm / (2 * math.pi), 6)
+    >>> round(fit.edge_nm, 2), round(fit.sample_breadth_per_nm * fit.edge_nm / (2 * math.pi), 6)
     (5.7, 1.0)
     """
     q = np.asarray(q_per_nm, dtype=np.float64)

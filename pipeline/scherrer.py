@@ -935,8 +935,8 @@ def _levenberg_marquardt(
             damping *= 10.0
             if damping > 1e10:
                 return center, edge, cost, jac  # no step lowers chi-square: at the minimum
-        # converged well inside the statistical errors (edge ~0.3 %, centre ~1e-4)
-        if moved_e <= 1e-5 * edge and moved_c <= 1e-6 * max(abs(center), 1.0):
+        # converged well inside the statistical errors (edge ~0.3 %, centre ~1e-4 relative)
+        if moved_e <= 1e-4 * edge and moved_c <= 1e-5 * max(abs(center), 1.0):
             return center, edge, cost, jac
     return f"the cube-line fit did not converge in {_MAX_ITERATIONS} iterations"
 

@@ -253,7 +253,20 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--peak-shape", choices=("gaussian", "lorentzian", "pseudo_voigt"), default="gaussian"
     )
-    p.add_argument("--k-factor", type=float, default=1.0, help="Scherrer constant K")
+    p.add_argument(
+        "--scherrer-method",
+        choices=("cube_profile", "integral_breadth", "fwhm"),
+        default="cube_profile",
+        help="Scherrer width: the fitted cube line (default), the peak's integral breadth "
+        "or its FWHM",
+    )
+    p.add_argument(
+        "--k-factor",
+        type=float,
+        default=None,
+        help="Scherrer constant K (default: 1 on the integral breadth, 0.8859 on the FWHM; "
+        "the study: --scherrer-method fwhm --k-factor 1)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object (CSV columns)")
     p.set_defaults(run=_run_inspect)
 
@@ -290,6 +303,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         q_par_range_per_nm=tuple(args.q_range) if args.q_range else None,
         peak_shape=args.peak_shape,
         k_factor=args.k_factor,
+        scherrer_method=args.scherrer_method,
     )
     record = row.as_record()
     # a frame with no usable data (all zero, NaN, dead, saturated) is a bad frame

@@ -27,7 +27,10 @@ Schema (version 1)::
     peak_window_per_nm = [16.5, 23.5] # GIWAXS only: the {200} fit window
     resolution = "resolution.json"    # GIWAXS only: from `gixs calibrate resolution`
     [scherrer]
-    k_factor = 1.0
+    method = "cube_profile"           # or "integral_breadth", "fwhm" (see pipeline.scherrer)
+    k_factor = 1.0                    # optional: default 1 (cube_profile, integral_breadth),
+                                      # 0.8859 (fwhm); the study: method "fwhm", k_factor 1
+    size_spread = 0.1                 # cube_profile: relative sd of the cube edge
 """
 
 from __future__ import annotations
@@ -48,6 +51,15 @@ KINDS: tuple[Kind, ...] = ("gisaxs", "giwaxs")
 PeakShape = Literal["gaussian", "lorentzian", "pseudo_voigt"]
 PEAK_SHAPES: tuple[PeakShape, ...] = ("gaussian", "lorentzian", "pseudo_voigt")
 BAND_POLICIES = ("yoneda", "lowest")
+ScherrerMethod = Literal["cube_profile", "integral_breadth", "fwhm"]
+SCHERRER_METHODS: tuple[ScherrerMethod, ...] = ("cube_profile", "integral_breadth", "fwhm")
+#: Scherrer constant of each method for cubes with q along <100> (Langford & Wilson 1978):
+#: 1 on the integral breadth, 0.8859 on the FWHM of the sinc^2 line.
+DEFAULT_K_FACTOR: dict[ScherrerMethod, float] = {
+    "cube_profile": 1.0,
+    "integral_breadth": 1.0,
+    "fwhm": 0.8859,
+}
 
 _COMMON_KEYS = {
     "frames",
@@ -76,7 +88,7 @@ KIND_DEFAULTS: dict[Kind, dict[str, Any]] = {
     "giwaxs": {"q_par_range_per_nm": (15.5, 23.5), "q_perp_band_per_nm": "lowest"},
 }
 _TOP_KEYS = {"schema_version", "gisaxs", "giwaxs", "scherrer"}
-_SCHERRER_KEYS = {"k_factor"}
+_SCHERRER_KEYS = {"method", "k_factor", "size_spread"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +159,40 @@ class DetectorSettings:
 
 @dataclass(frozen=True, slots=True)
 class ScherrerSettings:
-    """Scherrer analysis settings: D = 2 pi K / beta."""
+    """Scherrer analysis settings: D = 2 pi K / beta (see :mod:`pipeline.scherrer`).
 
-    k_factor: float = 1.0
+    Attributes
+    ----------
+    method : {"cube_profile", "integral_breadth", "fwhm"}
+        Which width beta and how it is measured; "cube_profile" (default) fits the exact
+        line of cube-shaped domains.
+    k_factor : float or None
+        Scherrer constant K; None takes the method's K for cubes, q along <100>
+        (:data:`DEFAULT_K_FACTOR`). The study's convention: method "fwhm", k_factor 1.0.
+    size_spread : float
+        "cube_profile" only: relative standard deviation of the cube edge (number
+        distribution, Gaussian), in [0, 0.3]; 0.1 is the study's 5.7 +- 0.6 nm.
+    """
+
+    method: ScherrerMethod = "cube_profile"
+    k_factor: float | None = None
+    size_spread: float = 0.1
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.k_factor) and self.k_factor > 0):
+        if self.method not in SCHERRER_METHODS:
+            msg = f"[scherrer] method must be one of {SCHERRER_METHODS}, got {self.method!r}"
+            raise ConfigError(msg)
+        if self.k_factor is not None and not (math.isfinite(self.k_factor) and self.k_factor > 0):
             msg = f"[scherrer] k_factor must be > 0, got {self.k_factor!r}"
             raise ConfigError(msg)
+        if not (math.isfinite(self.size_spread) and 0.0 <= self.size_spread <= 0.3):
+            msg = f"[scherrer] size_spread must be in [0, 0.3], got {self.size_spread!r}"
+            raise ConfigError(msg)
+
+    @property
+    def k(self) -> float:
+        """The Scherrer constant used: `k_factor`, or the method's default."""
+        return DEFAULT_K_FACTOR[self.method] if self.k_factor is None else self.k_factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +244,11 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, source: str) ->
             raise ConfigError(msg)
         scherrer_table = _table(data.get("scherrer", {}), "scherrer", source)
         _check_keys(scherrer_table, _SCHERRER_KEYS, source, "[scherrer]")
-        scherrer = ScherrerSettings(k_factor=_number(scherrer_table, "k_factor", 1.0))
+        scherrer = ScherrerSettings(
+            method=scherrer_table.get("method", "cube_profile"),
+            k_factor=_number(scherrer_table, "k_factor", None, "scherrer"),
+            size_spread=_number(scherrer_table, "size_spread", 0.1, "scherrer"),
+        )
     except ConfigError as err:
         text = str(err)
         raise ConfigError(text if text.startswith(source) else f"{source}: {text}") from None

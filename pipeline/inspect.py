@@ -13,7 +13,14 @@ from typing import Literal
 
 from calibration.io import load_resolution
 from detectors.io import FrameRef, read_frame
-from pipeline.config import KIND_DEFAULTS, DetectorSettings, Kind, PeakShape, ScherrerSettings
+from pipeline.config import (
+    KIND_DEFAULTS,
+    DetectorSettings,
+    Kind,
+    PeakShape,
+    ScherrerMethod,
+    ScherrerSettings,
+)
 from pipeline.cuts import frame_kind, q_par_coverage_per_nm
 from pipeline.io import load_geometry, load_static_mask
 from pipeline.reduce import plan_reduction, reduce_frame, resolve_band
@@ -37,7 +44,8 @@ def inspect_frame(
     q_perp_band_per_nm: tuple[float, float] | None = None,
     q_par_range_per_nm: tuple[float, float] | None = None,
     peak_shape: PeakShape = "gaussian",
-    k_factor: float = 1.0,
+    k_factor: float | None = None,
+    scherrer_method: ScherrerMethod = "cube_profile",
 ) -> SeriesRow:
     """Reduce one frame file and return its summary row.
 
@@ -70,8 +78,10 @@ def inspect_frame(
         Band and q_par range of the cut, in nm^-1 (None: the kind's defaults).
     peak_shape : {"gaussian", "lorentzian", "pseudo_voigt"}
         Peak shape of the fits.
-    k_factor : float
-        Scherrer constant K.
+    k_factor : float or None
+        Scherrer constant K (None: the method's K for cubes).
+    scherrer_method : {"cube_profile", "integral_breadth", "fwhm"}
+        Scherrer method (see :mod:`pipeline.scherrer`).
 
     Returns
     -------
@@ -118,6 +128,6 @@ def inspect_frame(
         geometry=geometry,
         static_mask=static,
         resolution=None if resolution is None else load_resolution(resolution),
-        scherrer=ScherrerSettings(k_factor=k_factor),
+        scherrer=ScherrerSettings(method=scherrer_method, k_factor=k_factor),
     )
     return row_from_result(reduce_frame(frame, plan), 0.0)

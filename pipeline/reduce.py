@@ -32,7 +32,16 @@ from pipeline.fits import (
     fit_rods,
 )
 from pipeline.integrate import CutPlan, integrate_cut, plan_cut
-from pipeline.scherrer import remove_instrumental_fwhm, scherrer_size_err_nm, scherrer_size_nm
+from pipeline.scherrer import (
+    fit_cube_line,
+    integral_breadth_err_per_nm,
+    integral_breadth_per_nm,
+    lorentz_height_share,
+    remove_instrumental_breadth,
+    remove_instrumental_fwhm,
+    scherrer_size_err_nm,
+    scherrer_size_nm,
+)
 
 #: Flag of a frame whose {200} width was not corrected for the instrument.
 FLAG_NO_RESOLUTION = "no_instrument_correction"
@@ -57,7 +66,7 @@ class ReductionPlan:
     resolution : InstrumentResolution or None
         Instrumental width beta_inst(q); None: no correction, and a flag says so.
     scherrer : ScherrerSettings
-        Scherrer constant K.
+        Scherrer method, constant K and (cube_profile) size spread.
     incidence : FrameIncidencePlan or None
         The per-frame check of the incidence angle (specular spot, Yoneda band); None:
         not checked.
@@ -105,6 +114,17 @@ class FrameResult:
         Instrumental FWHM removed at the {200} centre (0 when none was removed).
     fwhm_corr_per_nm, domain_nm, domain_err_nm : float
         {200} width with the instrument removed, and the Scherrer size (NaN when not known).
+    fwhm_per_nm, fwhm_err_per_nm : float
+        {200} FWHM as observed (instrument included) by the Scherrer method's line model:
+        the fitted cube line ("cube_profile") or the fitted peak (else), in nm^-1.
+    breadth_per_nm, breadth_err_per_nm : float
+        {200} integral breadth (area / height) as observed, same model, in nm^-1.
+    breadth_corr_per_nm, breadth_corr_err_per_nm : float
+        Integral breadth of the sample's line (instrument removed), in nm^-1.
+    scherrer_method : str
+        The Scherrer method used ("" for GISAXS frames).
+    k_factor : float
+        The Scherrer constant K used (NaN for GISAXS frames).
     flags : tuple of str
         Short reasons a user reads ("read_error: ...", "rod_fit: ...").
     """
@@ -124,6 +144,14 @@ class FrameResult:
     fwhm_corr_per_nm: float = math.nan
     domain_nm: float = math.nan
     domain_err_nm: float = math.nan
+    fwhm_per_nm: float = math.nan
+    fwhm_err_per_nm: float = math.nan
+    breadth_per_nm: float = math.nan
+    breadth_err_per_nm: float = math.nan
+    breadth_corr_per_nm: float = math.nan
+    breadth_corr_err_per_nm: float = math.nan
+    scherrer_method: str = ""
+    k_factor: float = math.nan
     flags: tuple[str, ...] = ()
 
     @property
@@ -280,23 +308,91 @@ def _with_scherrer(
     common: dict[str, object], peak: PeakFit, plan: ReductionPlan, checks: tuple[str, ...] = ()
 ) -> FrameResult:
     flags: list[str] = [] if peak.ok else [f"peak_fit: {peak.message}"]
+    inst_eta = 0.0
     if plan.resolution is None:
         inst = 0.0
         flags.append(FLAG_NO_RESOLUTION)
     else:
         inst = plan.resolution.fwhm_per_nm(peak.center_per_nm) if peak.ok else math.nan
+        if plan.resolution.shape != "gaussian":  # calibrant fits give lmfit's area share
+            shares = plan.resolution.line_lorentz_fraction
+            inst_eta = lorentz_height_share(float(np.mean(shares)))
 
     def corrected(fwhm_per_nm: float) -> float:
         return remove_instrumental_fwhm(fwhm_per_nm, inst, peak_shape=peak.peak_shape, eta=peak.eta)
+
+    def breadth_corrected(fwhm_per_nm: float, eta: float) -> float:
+        return remove_instrumental_breadth(
+            fwhm_per_nm, inst, peak_shape=peak.peak_shape, eta=eta, instrument_eta=inst_eta
+        )
 
     corr = corrected(peak.fwhm_per_nm)
     # the instrumental width is taken as exact; the fitted width's error is carried
     # through the correction by a central difference, whatever the peak shape
     step = 1e-4 * peak.fwhm_per_nm
     slope = (corrected(peak.fwhm_per_nm + step) - corrected(peak.fwhm_per_nm - step)) / (2 * step)
-    k = plan.scherrer.k_factor
-    domain = scherrer_size_nm(corr, k_factor=k)
-    domain_err = scherrer_size_err_nm(corr, abs(slope) * peak.fwhm_err_per_nm, k_factor=k)
+    settings = plan.scherrer
+    k = settings.k
+    fwhm, fwhm_err = peak.fwhm_per_nm, peak.fwhm_err_per_nm
+    eta = peak.eta if peak.peak_shape == "pseudo_voigt" else None
+    breadth = integral_breadth_per_nm(fwhm, peak_shape=peak.peak_shape, eta=eta)
+    breadth_err = integral_breadth_err_per_nm(
+        fwhm, fwhm_err, peak_shape=peak.peak_shape, eta=eta, eta_err=peak.eta_err
+    )
+    breadth_corr = breadth_corrected(fwhm, peak.eta)
+    # errors of FWHM and eta through the removal, central differences, in quadrature
+    d_fwhm = (
+        breadth_corrected(fwhm + step, peak.eta) - breadth_corrected(fwhm - step, peak.eta)
+    ) / (2 * step)
+    d_eta = 0.0
+    if peak.peak_shape == "pseudo_voigt" and 1e-4 <= peak.eta <= 1.0 - 1e-4:
+        d_eta = (
+            breadth_corrected(fwhm, peak.eta + 1e-4) - breadth_corrected(fwhm, peak.eta - 1e-4)
+        ) / 2e-4
+    breadth_corr_err = math.hypot(d_fwhm * fwhm_err, d_eta * peak.eta_err)
+    if settings.method == "cube_profile":
+        neighbours = tuple(
+            (
+                c,
+                w,
+                peak.eta
+                if peak.peak_shape == "pseudo_voigt"
+                else float(peak.peak_shape == "lorentzian"),
+            )
+            for c, w in (
+                (peak.center111_per_nm, peak.fwhm111_per_nm),
+                (peak.center220_per_nm, peak.fwhm220_per_nm),
+            )
+            if math.isfinite(c) and math.isfinite(w) and w > 0
+        )
+        cube = fit_cube_line(
+            plan.q_par_per_nm,
+            np.asarray(common["intensity"]),
+            np.asarray(common["sigma"]),
+            center_per_nm=peak.center_per_nm,
+            fwhm_per_nm=peak.fwhm_per_nm,
+            window_per_nm=plan.peak_settings.window_per_nm,
+            size_spread=settings.size_spread,
+            instrument_fwhm_per_nm=inst if math.isfinite(inst) else 0.0,
+            instrument_eta=inst_eta,
+            neighbours=neighbours,
+            background_order=plan.peak_settings.background_order,
+        )
+        if peak.ok and not cube.ok:
+            flags.append(f"cube_line_fit: {cube.message}")
+        fwhm, fwhm_err = cube.fwhm_per_nm, cube.fwhm_err_per_nm
+        breadth, breadth_err = cube.breadth_per_nm, cube.breadth_err_per_nm
+        breadth_corr, breadth_corr_err = cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm
+        corr = cube.sample_fwhm_per_nm
+        width, width_err = breadth_corr, breadth_corr_err
+    elif settings.method == "integral_breadth":
+        width, width_err = breadth_corr, breadth_corr_err
+    else:
+        width, width_err = corr, abs(slope) * peak.fwhm_err_per_nm
+    if not peak.ok:
+        width = math.nan
+    domain = scherrer_size_nm(width, k_factor=k)
+    domain_err = scherrer_size_err_nm(width, width_err, k_factor=k)
     if peak.ok and not math.isfinite(corr):
         flags.append("fwhm200 not above the instrumental width")
     return FrameResult(
@@ -306,6 +402,14 @@ def _with_scherrer(
         fwhm_corr_per_nm=corr,
         domain_nm=domain,
         domain_err_nm=domain_err,
+        fwhm_per_nm=fwhm,
+        fwhm_err_per_nm=fwhm_err,
+        breadth_per_nm=breadth,
+        breadth_err_per_nm=breadth_err,
+        breadth_corr_per_nm=breadth_corr,
+        breadth_corr_err_per_nm=breadth_corr_err,
+        scherrer_method=settings.method,
+        k_factor=k,
         flags=(*flags, *checks),
     )
 

@@ -53,6 +53,7 @@ from numpy.typing import NDArray
 
 from detectors.errors import FrameReadError
 from pipeline.config import Config, Kind
+from pipeline.lattice import order_label
 from pipeline.reduce import FrameResult, ReductionPlan
 from pipeline.reducer import Reduced
 from pipeline.timeseries import COLUMNS, SeriesRow, chronological, row_from_result
@@ -61,12 +62,20 @@ from pipeline.timeseries import COLUMNS, SeriesRow, chronological, row_from_resu
 RESULTS_NAME = "results.h5"
 
 #: Bytes of each fixed-length string field (UTF-8; longer values are cut).
-STRING_BYTES = {"detector": 16, "symmetry": 32, "file": 512, "flags": 1024, "identity": 96}
+STRING_BYTES = {
+    "detector": 16,
+    "symmetry": 32,
+    "scherrer_method": 32,
+    "rod_orders": 128,
+    "file": 512,
+    "flags": 1024,
+    "identity": 96,
+}
 
 #: Rows per HDF5 chunk along the frame axis.
 _CHUNK_ROWS = 64
 
-_STRING_COLUMNS = ("detector", "file", "symmetry", "flags")
+_STRING_COLUMNS = ("detector", "file", "symmetry", "scherrer_method", "flags")
 
 # name, units, value of a rod fit (None: no rod)
 _ROD_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -79,14 +88,21 @@ _ROD_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("reduced_chi2", "", "redchi"),
 )
 _PEAK_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("fwhm", "1/nm", "fwhm_per_nm"),
-    ("fwhm_errors", "1/nm", "fwhm_err_per_nm"),
+    ("fwhm_peak_fit", "1/nm", "fwhm_per_nm"),
+    ("fwhm_peak_fit_errors", "1/nm", "fwhm_err_per_nm"),
     ("center", "1/nm", "center_per_nm"),
     ("center_errors", "1/nm", "center_err_per_nm"),
     ("reduced_chi2", "", "redchi"),
 )
+# the {200} widths of the Scherrer method's line model (the fitted cube line by default)
 _RESULT_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("fwhm", "1/nm", "fwhm_per_nm"),
+    ("fwhm_errors", "1/nm", "fwhm_err_per_nm"),
     ("fwhm_corr", "1/nm", "fwhm_corr_per_nm"),
+    ("breadth", "1/nm", "breadth_per_nm"),
+    ("breadth_errors", "1/nm", "breadth_err_per_nm"),
+    ("breadth_corr", "1/nm", "breadth_corr_per_nm"),
+    ("breadth_corr_errors", "1/nm", "breadth_corr_err_per_nm"),
     ("instrument_fwhm", "1/nm", "instrument_fwhm_per_nm"),
     ("domain", "nm", "domain_nm"),
     ("domain_errors", "nm", "domain_err_nm"),
@@ -519,6 +535,7 @@ def _create_layout(
             _grow(group, name, units=units)
         _grow(group, "rod_positions", width=4, units="1/nm")
         _grow(group, "symmetry", text="symmetry")
+        _grow(group, "rod_orders", text="rod_orders")
         _grow(group, "fit_ok", dtype=np.bool_)
         _grow(group, "file", text="file")
         _grow(group, "frame", dtype=np.int64)
@@ -528,6 +545,8 @@ def _create_layout(
         _grow(group, "time", units="s")
         for name, units, _ in (*_PEAK_FIELDS, *_RESULT_FIELDS):
             _grow(group, name, units=units)
+        group["domain"].attrs["scherrer_method"] = config.scherrer.method
+        group["domain"].attrs["scherrer_k"] = config.scherrer.k
         _grow(group, "fit_ok", dtype=np.bool_)
         _grow(group, "file", text="file")
         _grow(group, "frame", dtype=np.int64)
@@ -584,7 +603,9 @@ def _write_process(
     versions["type"] = "application/json"
     versions["data"] = json.dumps(package_versions())
     settings = _group(process, "settings", "NXparameters")
-    settings["k_factor"] = config.scherrer.k_factor
+    settings["k_factor"] = config.scherrer.k
+    settings["scherrer_method"] = config.scherrer.method
+    settings["scherrer_size_spread"] = config.scherrer.size_spread
     for kind, plan in plans.items():
         sub = _group(settings, kind, "NXparameters")
         geo = plan.geometry
@@ -623,6 +644,8 @@ def _append_rod(group: h5py.Group, entry: JournalEntry, row: SeriesRow) -> None:
         positions[: found.size] = found
     _append(group["rod_positions"], positions)
     _append(group["symmetry"], _fixed(rod.symmetry if rod is not None else "", "symmetry"))
+    orders = " ".join(order_label(r) for r in rod.orders_found) if rod is not None else ""
+    _append(group["rod_orders"], _fixed(orders, "rod_orders"))
     _append(group["fit_ok"], bool(rod is not None and rod.ok))
     _append(group["file"], _fixed(entry.file, "file"))
     _append(group["frame"], entry.reduced.result.frame_index)

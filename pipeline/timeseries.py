@@ -33,8 +33,14 @@ COLUMNS: tuple[str, ...] = (
     "fwhm200_nm-1",
     "fwhm200_err_nm-1",
     "fwhm200_corr_nm-1",
+    "breadth200_nm-1",
+    "breadth200_err_nm-1",
+    "breadth200_corr_nm-1",
+    "breadth200_corr_err_nm-1",
     "domain_nm",
     "domain_err_nm",
+    "scherrer_method",
+    "scherrer_k",
     "flags",
 )
 
@@ -67,11 +73,21 @@ class SeriesRow:
     spacing_nm : float
         Nearest-neighbour spacing for that symmetry, in nm.
     fwhm200_per_nm, fwhm200_err_per_nm : float
-        {200} FWHM along q_par as fitted on the detector, in nm^-1.
+        {200} FWHM along q_par as observed on the detector (instrument included), from the
+        Scherrer method's line model (the fitted cube line for "cube_profile", else the
+        fitted peak), in nm^-1.
     fwhm200_corr_per_nm : float
         {200} FWHM with the instrumental width removed, in nm^-1.
+    breadth200_per_nm, breadth200_err_per_nm : float
+        {200} integral breadth (area / height) as observed, same model, in nm^-1.
+    breadth200_corr_per_nm, breadth200_corr_err_per_nm : float
+        Integral breadth of the sample's line (instrument removed), in nm^-1.
     domain_nm, domain_err_nm : float
         Scherrer domain size and its error, in nm.
+    scherrer_method : str
+        "cube_profile", "integral_breadth" or "fwhm" ("" for GISAXS rows).
+    scherrer_k : float
+        The Scherrer constant K used (dimensionless).
     flags : str
         Semicolon-separated reasons ("" when all is well).
     """
@@ -88,8 +104,14 @@ class SeriesRow:
     fwhm200_per_nm: float = math.nan
     fwhm200_err_per_nm: float = math.nan
     fwhm200_corr_per_nm: float = math.nan
+    breadth200_per_nm: float = math.nan
+    breadth200_err_per_nm: float = math.nan
+    breadth200_corr_per_nm: float = math.nan
+    breadth200_corr_err_per_nm: float = math.nan
     domain_nm: float = math.nan
     domain_err_nm: float = math.nan
+    scherrer_method: str = ""
+    scherrer_k: float = math.nan
     flags: str = ""
 
     def as_record(self) -> dict[str, object]:
@@ -110,8 +132,14 @@ class SeriesRow:
                     self.fwhm200_per_nm,
                     self.fwhm200_err_per_nm,
                     self.fwhm200_corr_per_nm,
+                    self.breadth200_per_nm,
+                    self.breadth200_err_per_nm,
+                    self.breadth200_corr_per_nm,
+                    self.breadth200_corr_err_per_nm,
                     self.domain_nm,
                     self.domain_err_nm,
+                    self.scherrer_method,
+                    self.scherrer_k,
                     self.flags,
                 ),
                 strict=True,
@@ -247,11 +275,17 @@ def row_from_result(
             )
     if result.peak is not None:
         fields |= {
-            "fwhm200_per_nm": result.peak.fwhm_per_nm,
-            "fwhm200_err_per_nm": result.peak.fwhm_err_per_nm,
+            "fwhm200_per_nm": result.fwhm_per_nm,
+            "fwhm200_err_per_nm": result.fwhm_err_per_nm,
             "fwhm200_corr_per_nm": result.fwhm_corr_per_nm,
+            "breadth200_per_nm": result.breadth_per_nm,
+            "breadth200_err_per_nm": result.breadth_err_per_nm,
+            "breadth200_corr_per_nm": result.breadth_corr_per_nm,
+            "breadth200_corr_err_per_nm": result.breadth_corr_err_per_nm,
             "domain_nm": result.domain_nm,
             "domain_err_nm": result.domain_err_nm,
+            "scherrer_method": result.scherrer_method,
+            "scherrer_k": result.k_factor,
         }
     return SeriesRow(
         time_s=time_s,

@@ -85,8 +85,10 @@ n_bins = 150
 peak_shape = "gaussian"
 peak_window_per_nm = [16.5, 23.5]
 resolution = "resolution_giwaxs.json"
+# the domain size from the fitted line of cube-shaped domains (K = 1 on its integral
+# breadth); the study's convention is method = "fwhm" with k_factor = 1.0
 [scherrer]
-k_factor = 1.0
+method = "cube_profile"
 """
 
 
@@ -238,14 +240,26 @@ def _truth_meta(
         "incidence_angle_deg": synth.INCIDENCE_ANGLE_DEG,
         "critical_angle_deg": ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG,
         "scherrer_k": synth.SCHERRER_K,
+        "scherrer_method": (
+            "K = 1 on the integral breadth of the {200} line of cube-shaped domains, q "
+            "along <100> (Langford & Wilson 1978); K = 0.886 on its FWHM"
+        ),
         "instrument_profile": "gaussian",
         "instrument_fwhm_per_nm": {
             "gisaxs": synth.GISAXS_INSTRUMENT_FWHM_PER_NM,
             "giwaxs": synth.GIWAXS_INSTRUMENT_FWHM_PER_NM,
         },
         "fwhm200_rule": (
-            "fwhm200_nm-1 = sqrt((2 pi K / domain_nm)^2 + instrument_fwhm_per_nm.giwaxs^2), "
-            "the observed FWHM along q_par of the in-plane {200} peak"
+            "the {200} line is sum_L n(L) L^3 * L sinc^2(dq L / 2) over a Gaussian number "
+            "distribution n(L) of cube edges (mean m, sd "
+            f"{synth.SIZE_SPREAD:.4f} m), each cube weighted by its volume as diffraction "
+            "weights it, convolved with the Gaussian instrument "
+            "(instrument_fwhm_per_nm.giwaxs); fwhm200_nm-1 is the FWHM of that line along "
+            "q_par (instrument included)"
+        ),
+        "domain_rule": (
+            "domain_nm = <L^4> / <L^3>, the volume-weighted mean cube edge: the sample line's "
+            "integral breadth is exactly 2 pi / domain_nm"
         ),
         "q1_rule": (
             "q1_nm-1: first rod; pseudo-hexagonal: rhombic lattice of equal sides and "
@@ -255,6 +269,7 @@ def _truth_meta(
         "rod_fwhm_per_nm": synth.ROD_FWHM_PER_NM,
         "pbse_a0_nm": synth.PBSE_A0_NM,
         "cube_edge_nm": [synth.CUBE_EDGE_NM, synth.CUBE_EDGE_SD_NM],
+        "size_spread": synth.SIZE_SPREAD,
         "geometry": {
             kind: {
                 "poni": f"{kind}.poni",

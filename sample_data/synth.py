@@ -20,11 +20,16 @@ GISAXS (:func:`gisaxs_expected`), Pilatus 300K-W at 0.578 m:
   attenuated by a semi-transparent beamstop that also darkens the scattering behind it.
 
 GIWAXS (:func:`giwaxs_expected`), Pilatus 300K at 0.25 m: the {111}, {200} and {220}
-reflections of rock-salt PbSe (a0 = 0.6124 nm) as powder rings (Gaussian in |q|) that fade
-into in-plane spots of cubes standing on a {100} facet (Gaussian in q_par, elongated along
-q_perp). Every peak has the observed width ``sqrt(fwhm_true^2 + fwhm_inst^2)`` with
-``fwhm_true = 2 pi K / D`` (domain size D), so a narrow q_par cut through the lowest q_perp
-band shows the {200} peak with exactly the width that the frame's truth records.
+reflections of rock-salt PbSe (a0 = 0.6124 nm) as powder rings that fade into in-plane
+spots of cubes standing on a {100} facet (elongated along q_perp). The {200} line is the
+exact size-broadened line of cube-shaped coherent domains with q along <100>
+(:func:`line200_profile`): each cube of edge L gives L sinc^2(dq L / 2) (integral breadth
+2 pi / L), averaged over a Gaussian number distribution of edges (relative spread
+0.6 / 5.7) with each cube weighted by its volume L^3, as diffraction weights it, and
+convolved with the Gaussian instrumental profile. Its integral breadth without the
+instrument is 2 pi <L^3> / <L^4>, so the truth's ``domain_nm`` is the volume-weighted
+mean edge <L^4> / <L^3>; ``fwhm200_nm-1`` is the FWHM of the drawn line (instrument
+included). The {111} and {220} lines stay Gaussian with the {200}'s FWHM.
 
 Calibrant frames (:func:`calibrant_expected`): transmission powder rings (LaB6 on the
 GIWAXS detector, silver behenate on the GISAXS detector), each line a Gaussian in pyFAI's
@@ -36,6 +41,7 @@ the 20-bit Pilatus limit, with the module gaps of pyFAI's detector mask written 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -78,7 +84,7 @@ GIWAXS_GEOMETRY = DetectorGeometry("Pilatus300k", 0.25, 0.106, -0.043, WAVELENGT
 GISAXS_INSTRUMENT_FWHM_PER_NM = 0.02
 #: Instrumental FWHM of the GIWAXS detector in |q| (calibrant lines, every peak), in nm^-1.
 GIWAXS_INSTRUMENT_FWHM_PER_NM = 0.25
-#: Scherrer constant K of the truth: D = 2 pi K / fwhm_true.
+#: Scherrer constant of the truth: K = 1 on the integral breadth of a cube's h00 line.
 SCHERRER_K = 1.0
 
 #: Rock-salt PbSe lattice constant, in nm.
@@ -119,10 +125,13 @@ ROD_FWHM_PER_NM: dict[Symmetry, float] = {
     "pseudo-hexagonal": 0.055,
     "square": 0.04,
 }
-# Observed {200} FWHM along q_par (study: 1.1 in dispersion, 0.7 after 31 min, 0.5 after
-# 40 min), nm^-1, against study time (s), and the fraction of in-plane oriented cubes.
-_FWHM200_KNOTS_S = (0.0, _HEXAGONAL_FROM_S, 1860.0, 2400.0, 2700.0)
-_FWHM200_KNOTS_PER_NM = (1.1, 1.1, 0.7, 0.5, 0.48)
+# Number-mean edge of the cube-shaped coherent domains, nm, against study time (s): the
+# cubes (5.7 nm) in dispersion, then the sizes the study reports after 31 and 40 min (9.0,
+# 12.6 nm) as oriented attachment joins them; and the fraction of in-plane oriented cubes.
+_EDGE_KNOTS_S = (0.0, _HEXAGONAL_FROM_S, 1860.0, 2400.0, 2700.0)
+_EDGE_KNOTS_NM = (CUBE_EDGE_NM, CUBE_EDGE_NM, 9.0, 12.6, 13.1)
+#: Relative spread of the edges (number distribution, Gaussian): the study's 0.6 / 5.7.
+SIZE_SPREAD = CUBE_EDGE_SD_NM / CUBE_EDGE_NM
 _IN_PLANE_KNOTS_S = (0.0, _HEXAGONAL_FROM_S, 2400.0, 2700.0)
 _IN_PLANE_KNOTS = (0.0, 0.0, 1.0, 1.0)
 
@@ -209,87 +218,129 @@ class GiwaxsState:
     ----------
     symmetry : {"none", "hexagonal", "pseudo-hexagonal", "square"}
         Superlattice at the same time (GISAXS), recorded in the truth only.
-    domain_nm : float
-        Crystalline domain size D, in nm: fwhm_true = 2 pi K / D.
+    cube_edge_nm : float
+        Number-mean edge of the cube-shaped coherent domains, in nm.
     in_plane_fraction : float
         Fraction of the scattering in in-plane spots (cubes with a <100> axis vertical),
         0 (powder rings) to 1 (spots only).
+    size_spread : float
+        Relative standard deviation of the edge (Gaussian number distribution), in [0, 0.3].
     instrument_fwhm_per_nm : float
         Gaussian instrumental FWHM, in nm^-1.
-    k_factor : float
-        Scherrer constant K.
     """
 
     symmetry: Symmetry
-    domain_nm: float
+    cube_edge_nm: float
     in_plane_fraction: float
+    size_spread: float = SIZE_SPREAD
     instrument_fwhm_per_nm: float = GIWAXS_INSTRUMENT_FWHM_PER_NM
-    k_factor: float = SCHERRER_K
 
     def __post_init__(self) -> None:
         if self.symmetry not in SYMMETRIES:
             msg = f"symmetry must be one of {SYMMETRIES}, got {self.symmetry!r}"
             raise ValueError(msg)
-        if not (math.isfinite(self.domain_nm) and self.domain_nm > 0):
-            msg = f"domain_nm must be > 0, got {self.domain_nm!r}"
+        if not (math.isfinite(self.cube_edge_nm) and self.cube_edge_nm > 0):
+            msg = f"cube_edge_nm must be > 0, got {self.cube_edge_nm!r}"
             raise ValueError(msg)
         if not 0.0 <= self.in_plane_fraction <= 1.0:
             msg = f"in_plane_fraction must be in [0, 1], got {self.in_plane_fraction!r}"
             raise ValueError(msg)
+        if not (math.isfinite(self.size_spread) and 0.0 <= self.size_spread <= 0.3):
+            msg = f"size_spread must be in [0, 0.3], got {self.size_spread!r}"
+            raise ValueError(msg)
         if not (math.isfinite(self.instrument_fwhm_per_nm) and self.instrument_fwhm_per_nm >= 0):
             msg = f"instrument_fwhm_per_nm must be >= 0, got {self.instrument_fwhm_per_nm!r}"
             raise ValueError(msg)
-        if not (math.isfinite(self.k_factor) and self.k_factor > 0):
-            msg = f"k_factor must be > 0, got {self.k_factor!r}"
-            raise ValueError(msg)
 
     @property
-    def true_fwhm_per_nm(self) -> float:
-        """Size broadening alone, 2 pi K / D, in nm^-1."""
-        return 2.0 * math.pi * self.k_factor / self.domain_nm
+    def domain_nm(self) -> float:
+        """Volume-weighted mean edge <L^4> / <L^3>, in nm: 2 pi over the line's breadth."""
+        edges, weights = _edge_distribution(self.cube_edge_nm, self.size_spread)
+        return float(np.sum(weights * edges**4) / np.sum(weights * edges**3))
 
     @property
     def fwhm200_per_nm(self) -> float:
-        """Observed FWHM of every reflection, sqrt(true^2 + instrument^2), in nm^-1."""
-        return math.hypot(self.true_fwhm_per_nm, self.instrument_fwhm_per_nm)
+        """FWHM of the drawn {200} line (instrument included), in nm^-1."""
+        return _line200_table(self.cube_edge_nm, self.size_spread, self.instrument_fwhm_per_nm)[2]
 
-    @classmethod
-    def from_observed_fwhm(
-        cls,
-        symmetry: Symmetry,
-        fwhm200_per_nm: float,
-        *,
-        in_plane_fraction: float,
-        instrument_fwhm_per_nm: float = GIWAXS_INSTRUMENT_FWHM_PER_NM,
-        k_factor: float = SCHERRER_K,
-    ) -> GiwaxsState:
-        """The state whose observed {200} FWHM is `fwhm200_per_nm` (nm^-1).
-
-        Raises
-        ------
-        ValueError
-            If the observed width is not larger than the instrumental width.
-
-        Examples
-        --------
-        >>> state = GiwaxsState.from_observed_fwhm("none", 1.1, in_plane_fraction=0.0)
-        >>> round(state.domain_nm, 3), round(state.fwhm200_per_nm, 6)
-        (5.865, 1.1)
-        """
-        if not fwhm200_per_nm > instrument_fwhm_per_nm:
-            msg = (
-                f"observed FWHM {fwhm200_per_nm!r} nm^-1 must exceed the instrumental "
-                f"{instrument_fwhm_per_nm!r} nm^-1"
-            )
-            raise ValueError(msg)
-        true_fwhm = math.sqrt(fwhm200_per_nm**2 - instrument_fwhm_per_nm**2)
-        return cls(
-            symmetry,
-            2.0 * math.pi * k_factor / true_fwhm,
-            in_plane_fraction,
-            instrument_fwhm_per_nm,
-            k_factor,
+    def line200(self, dq_per_nm: FloatArray) -> FloatArray:
+        """The {200} line at distance `dq_per_nm` from its centre, height 1 at the centre."""
+        grid, profile, _ = _line200_table(
+            self.cube_edge_nm, self.size_spread, self.instrument_fwhm_per_nm
         )
+        return np.interp(np.abs(dq_per_nm), grid, profile, right=0.0)
+
+
+def line200_profile(
+    dq_per_nm: FloatArray,
+    *,
+    cube_edge_nm: float,
+    size_spread: float = SIZE_SPREAD,
+    instrument_fwhm_per_nm: float = GIWAXS_INSTRUMENT_FWHM_PER_NM,
+) -> FloatArray:
+    """Size-broadened {h00} line of cube-shaped domains, convolved with the instrument.
+
+    Direct quadrature in q: sum over edges L (Gaussian number distribution, mean
+    `cube_edge_nm`, sd `size_spread` * mean, 41 nodes over +-4 sd) of n(L) L^3 (volume)
+    times L sinc^2(dq L / 2) / (2 pi) (a line of unit area), on a 0.004 nm^-1 grid to
+    +-24 nm^-1, convolved numerically with a Gaussian of FWHM `instrument_fwhm_per_nm`.
+
+    Parameters
+    ----------
+    dq_per_nm : ndarray
+        Distance from the line centre, in nm^-1.
+    cube_edge_nm : float
+        Number-mean edge, in nm.
+    size_spread : float
+        Relative standard deviation of the edge.
+    instrument_fwhm_per_nm : float
+        Gaussian instrumental FWHM, in nm^-1.
+
+    Returns
+    -------
+    ndarray
+        The line, height 1 at dq = 0 (0 beyond 24 nm^-1).
+
+    Examples
+    --------
+    >>> float(line200_profile(np.array([0.0]), cube_edge_nm=5.7)[0])
+    1.0
+    """
+    grid, profile, _ = _line200_table(cube_edge_nm, size_spread, instrument_fwhm_per_nm)
+    return np.interp(np.abs(dq_per_nm), grid, profile, right=0.0)
+
+
+def _edge_distribution(mean_nm: float, size_spread: float) -> tuple[FloatArray, FloatArray]:
+    """Edges and number weights of the Gaussian size distribution (positive edges only)."""
+    if size_spread == 0.0:
+        return np.array([mean_nm]), np.array([1.0])
+    t = np.linspace(-4.0, 4.0, 41)
+    edges = mean_nm * (1.0 + size_spread * t)
+    keep = edges > 0
+    return edges[keep], np.exp(-0.5 * t[keep] ** 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _line200_table(
+    cube_edge_nm: float, size_spread: float, instrument_fwhm_per_nm: float
+) -> tuple[FloatArray, FloatArray, float]:
+    """(dq >= 0 grid, line of height 1, FWHM) of :func:`line200_profile`."""
+    step = 0.004
+    dq = np.arange(-6000, 6001, dtype=np.float64) * step
+    edges, numbers = _edge_distribution(cube_edge_nm, size_spread)
+    volume = numbers * edges**3
+    lines = edges[:, None] * np.sinc(np.outer(edges, dq) / (2.0 * math.pi)) ** 2 / (2.0 * math.pi)
+    line = volume @ lines / volume.sum()
+    if instrument_fwhm_per_nm > 0:
+        sigma = instrument_fwhm_per_nm / FWHM_PER_SIGMA
+        offsets = np.arange(-int(6 * sigma / step) - 1, int(6 * sigma / step) + 2) * step
+        kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+        line = np.convolve(line, kernel / kernel.sum(), mode="same")
+    half = line[6000:] / line[6000]
+    grid = dq[6000:]
+    below = int(np.argmax(half < 0.5))
+    crossing = grid[below - 1] + (half[below - 1] - 0.5) * step / (half[below - 1] - half[below])
+    return grid, half, float(2.0 * crossing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +372,8 @@ class DemoFrame:
 
         GISAXS: file, frame, time_s, symmetry, ``q1_nm-1`` (None without rods),
         ``gamma_deg`` (60 hexagonal, 90 square, None without rods). GIWAXS: file, frame,
-        time_s, symmetry, ``fwhm200_nm-1`` (observed FWHM), ``domain_nm``.
+        time_s, symmetry, ``fwhm200_nm-1`` (FWHM of the drawn {200} line, instrument
+        included), ``domain_nm`` (volume-weighted mean cube edge <L^4> / <L^3>).
         """
         record: dict[str, object] = {
             "file": file,
@@ -383,19 +435,20 @@ def gisaxs_state_at(study_time_s: float) -> GisaxsState:
 def giwaxs_state_at(study_time_s: float) -> GiwaxsState:
     """The PbSe reflections at a time of the study (s after injection).
 
-    The observed {200} FWHM follows the study (1.1 nm^-1 in dispersion, 0.7 after 31 min,
-    0.5 after 40 min); rings fade into in-plane spots from 800 s to 2400 s.
+    The cube-shaped domains have the study's 5.7 +- 0.6 nm in dispersion and grow to the
+    sizes it reports after 31 and 40 min (9.0, 12.6 nm, number means, same relative
+    spread); rings fade into in-plane spots from 800 s to 2400 s.
 
     Examples
     --------
     >>> state = giwaxs_state_at(2400.0)
-    >>> round(state.fwhm200_per_nm, 3), state.in_plane_fraction, state.symmetry
-    (0.5, 1.0, 'square')
+    >>> state.cube_edge_nm, round(state.domain_nm, 2), state.in_plane_fraction, state.symmetry
+    (12.6, 13.01, 1.0, 'square')
     """
-    fwhm = float(np.interp(study_time_s, _FWHM200_KNOTS_S, _FWHM200_KNOTS_PER_NM))
+    edge = float(np.interp(study_time_s, _EDGE_KNOTS_S, _EDGE_KNOTS_NM))
     fraction = float(np.interp(study_time_s, _IN_PLANE_KNOTS_S, _IN_PLANE_KNOTS))
     symmetry = gisaxs_state_at(study_time_s).symmetry
-    return GiwaxsState.from_observed_fwhm(symmetry, fwhm, in_plane_fraction=fraction)
+    return GiwaxsState(symmetry, edge, fraction)
 
 
 def demo_timeline(n_gisaxs: int, n_giwaxs: int, *, period_s: float = PERIOD_S) -> list[DemoFrame]:
@@ -633,9 +686,10 @@ def gisaxs_expected(geometry: GIGeometry, maps: QMaps, state: GisaxsState) -> Fl
 def giwaxs_expected(geometry: GIGeometry, maps: QMaps, state: GiwaxsState) -> FloatArray:
     """Noise-free GIWAXS counts of one frame, in counts per pixel.
 
-    Rings are Gaussian in |q| = sqrt(q_par^2 + q_perp^2); in-plane spots are Gaussian in
-    |q_par| (width: the observed FWHM) times a Gaussian in q_perp (width: the cube height
-    2 pi / 5.7 nm, instrument added). Both carry the surface transmission, so the spots
+    Rings are lines in |q| = sqrt(q_par^2 + q_perp^2); in-plane spots are lines in |q_par|
+    times a Gaussian in q_perp (width: the cube height 2 pi / 5.7 nm, instrument added).
+    The {200} line is :meth:`GiwaxsState.line200` (the exact cube line); {111} and {220}
+    are Gaussians of the same FWHM. Both carry the surface transmission, so the spots
     hug the horizon and are brightest in the Yoneda band.
 
     Parameters
@@ -667,14 +721,20 @@ def giwaxs_expected(geometry: GIGeometry, maps: QMaps, state: GiwaxsState) -> Fl
     spot_scale = _GIWAXS_SPOT_COUNTS * state.in_plane_fraction
     for (h, k, ell), height in _PBSE_RING_HEIGHTS.items():
         q_hkl = unit_per_nm * math.sqrt(h * h + k * k + ell * ell)
+
+        def line(dq: FloatArray, hkl: tuple[int, int, int] = (h, k, ell)) -> FloatArray:
+            if hkl == (2, 0, 0):  # the exact cube line; the others Gaussian, same FWHM
+                return state.line200(dq)
+            return np.exp(-0.5 * (dq / sigma) ** 2)
+
         if ring_scale > 0:
-            scattering += ring_scale * height * np.exp(-0.5 * ((q_total - q_hkl) / sigma) ** 2)
+            scattering += ring_scale * height * line(q_total - q_hkl)
         if spot_scale > 0:
             for spot_par, spot_perp in _in_plane_spots(h, k, ell):
                 scattering += (
                     spot_scale
                     * height
-                    * np.exp(-0.5 * ((q_par - unit_per_nm * spot_par) / sigma) ** 2)
+                    * line(q_par - unit_per_nm * spot_par)
                     * np.exp(-0.5 * ((q_perp - unit_per_nm * spot_perp) / sigma_perp) ** 2)
                 )
     return yoneda_transmission(exit_angle_deg(geometry, maps)) * scattering

@@ -65,6 +65,10 @@ def test_reduce_matches_truth_and_writes_valid_nexus(demo, tmp_path):
             # the instrumental width (0.25 nm^-1 in the demo) is removed before Scherrer
             assert float(row["fwhm200_corr_nm-1"]) < fwhm
             assert float(row["domain_nm"]) == pytest.approx(expected["domain_nm"], rel=0.05)
+            # every row says how the size was measured: the cube line, K = 1 on its breadth
+            assert (row["scherrer_method"], float(row["scherrer_k"])) == ("cube_profile", 1.0)
+            breadth = float(row["breadth200_corr_nm-1"])
+            assert float(row["domain_nm"]) == pytest.approx(2 * math.pi / breadth, rel=1e-5)
         assert float(row["time_s"]) == pytest.approx(expected["time_s"])
     with h5py.File(out.nexus) as fh:
         assert fh.attrs["default"] == "entry"
@@ -77,6 +81,9 @@ def test_reduce_matches_truth_and_writes_valid_nexus(demo, tmp_path):
         assert "incidence_angle_deg = 0.3" in process["config/data"][()].decode()
         assert process["inputs/file_name"].shape == (20,)
         assert process["settings/k_factor"][()] == 1.0
+        assert process["settings/scherrer_method"][()].decode() == "cube_profile"
+        assert fh["entry/peak200/domain"].attrs["scherrer_method"] == "cube_profile"
+        assert fh["entry/peak200/breadth_corr"].attrs["units"] == "1/nm"
     assert [p.name for p in out.plots] == [
         "rods_vs_time.png",
         "fwhm200_vs_time.png",
@@ -167,6 +174,15 @@ def test_cli_reduce_and_inspect_as_subprocess(demo, tmp_path):
     assert corrected["fwhm200_nm-1"] == pytest.approx(expected["fwhm200_nm-1"], rel=0.03)
     assert corrected["domain_nm"] == pytest.approx(expected["domain_nm"], rel=0.05)
     assert plain["domain_nm"] < corrected["domain_nm"]
+    # the study's convention, K = 1 on the FWHM, stays available and is said so
+    study = json.loads(
+        run_gixs(
+            "inspect", str(giwaxs), *args, "--resolution", resolution,
+            "--scherrer-method", "fwhm", "--k-factor", "1",
+        ).stdout
+    )  # fmt: skip
+    assert (study["scherrer_method"], study["scherrer_k"]) == ("fwhm", 1.0)
+    assert study["domain_nm"] == pytest.approx(2 * math.pi / study["fwhm200_corr_nm-1"])
 
 
 @pytest.mark.parametrize(

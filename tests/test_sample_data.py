@@ -1,5 +1,6 @@
 """The seeded demo beamtime: frames, truth and files (sample_data.synth, sample_data.io)."""
 
+import functools
 import hashlib
 import json
 import math
@@ -80,9 +81,11 @@ def test_timeline_follows_the_study_in_order():
     assert hexagonal[0] == pytest.approx(0.78, abs=0.005)
     assert hexagonal[-1] == pytest.approx(0.80, abs=0.005)
     assert gisaxs[-1].state.q1_per_nm == pytest.approx(0.83)
+    edges = [f.state.cube_edge_nm for f in giwaxs]
+    assert edges[0] == pytest.approx(5.7)  # the study's cubes in dispersion
+    assert edges[-1] == pytest.approx(13.1)
+    assert np.all(np.diff(edges) >= 0)
     widths = [f.state.fwhm200_per_nm for f in giwaxs]
-    assert widths[0] == pytest.approx(1.1)
-    assert widths[-1] == pytest.approx(0.48)
     assert np.all(np.diff(widths) <= 0)
     assert [f.time_s for f in gisaxs] == [10.0 * i for i in range(40)]
     assert [f.time_s for f in giwaxs] == [10.0 * i for i in range(40)]
@@ -99,8 +102,43 @@ def test_truth_records_have_exactly_the_issue_keys():
     assert none.truth("a")["q1_nm-1"] is None
     state = frames[-1].state
     assert isinstance(state, synth.GiwaxsState)
-    true_fwhm = 2 * math.pi * 1.0 / state.domain_nm
-    assert state.fwhm200_per_nm == pytest.approx(math.hypot(true_fwhm, 0.25))
+    # domain_nm is the volume-weighted mean edge of the Gaussian number distribution
+    mean, sd = state.cube_edge_nm, state.size_spread * state.cube_edge_nm
+    edges = np.linspace(mean - 6 * sd, mean + 6 * sd, 20001)
+    weights = np.exp(-0.5 * ((edges - mean) / sd) ** 2)
+    volume_mean = np.sum(weights * edges**4) / np.sum(weights * edges**3)
+    assert state.domain_nm == pytest.approx(volume_mean, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("edge", "spread", "inst"),
+    [(5.7, 0.0, 0.0), (5.7, 0.105, 0.25), (12.6, 0.105, 0.25), (4.0, 0.2, 0.1)],
+)
+def test_200_line_is_the_volume_weighted_cube_line_convolved_with_the_instrument(
+    edge, spread, inst
+):
+    """Independent check of the generator's line: sinc^2 by scipy quadrature over sizes."""
+    from scipy.integrate import quad
+
+    def sample(dq):
+        def one(t):
+            size = edge * (1 + spread * t)
+            return math.exp(-t * t / 2) * size**4 * np.sinc(dq * size / math.tau) ** 2
+
+        return quad(one, -6, 6)[0] if spread else edge**4 * np.sinc(dq * edge / math.tau) ** 2
+
+    dq = np.array([0.0, 0.2, 0.5, 0.9, 1.5])
+    if inst:
+        s = inst / synth.FWHM_PER_SIGMA
+        grid = np.linspace(-5 * s, 5 * s, 61)
+        kernel = np.exp(-0.5 * (grid / s) ** 2)
+        values = [np.sum(kernel * [sample(d - g) for g in grid]) for d in dq]
+    else:
+        values = [sample(d) for d in dq]
+    expected = np.array(values) / values[0]
+    got = synth.line200_profile(dq, cube_edge_nm=edge, size_spread=spread,
+                                instrument_fwhm_per_nm=inst)  # fmt: skip
+    assert got == pytest.approx(expected, abs=2e-3)
 
 
 def test_rhombic_rods_reduce_to_hexagonal_and_square():
@@ -207,12 +245,12 @@ def test_the_brightest_row_is_the_yoneda_band(gisaxs):
     assert np.all(expected[below, column] < 1.0)  # nothing below the horizon
 
 
-def _rock_salt_pair(q, height200, centre200, sigma, height111, offset, slope):
-    """{200} and {111} (at sqrt(3)/2 of {200}), one width: the same domains diffract both."""
+def _rock_salt_pair(q, height200, centre200, stretch, height111, sigma111, offset, slope, *, state):
+    """{200} (the truth's line, its q axis stretched) and a Gaussian {111} at sqrt(3)/2."""
     centre111 = centre200 * math.sqrt(3) / 2
     return (
-        height200 * np.exp(-0.5 * ((q - centre200) / sigma) ** 2)
-        + height111 * np.exp(-0.5 * ((q - centre111) / sigma) ** 2)
+        height200 * state.line200((q - centre200) / stretch)
+        + height111 * np.exp(-0.5 * ((q - centre111) / sigma111) ** 2)
         + offset
         + slope * (q - centre200)
     )
@@ -227,9 +265,11 @@ def test_in_plane_200_width_equals_the_truth(giwaxs, study_time_s):
     assert q.min() < 16.0
     assert q.max() > 23.4
     window = (q > 16.0) & (q < 23.5)
-    p0 = [counts[window].max(), 20.5, 0.3, 0.0, counts[window].min(), 0.0]
-    popt, _ = curve_fit(_rock_salt_pair, q[window], counts[window], p0=p0)
-    assert abs(popt[2]) * FWHM_PER_SIGMA == pytest.approx(state.fwhm200_per_nm, rel=0.01)
+    p0 = [counts[window].max(), 20.5, 1.0, 0.0, 0.4, counts[window].min(), 0.0]
+    model = functools.partial(_rock_salt_pair, state=state)
+    popt, _ = curve_fit(model, q[window], counts[window], p0=p0)
+    # the cut shows the {200} line with the truth's width: no stretch of its q axis
+    assert popt[2] == pytest.approx(1.0, rel=0.01)
     assert popt[1] == pytest.approx(2 * math.tau / synth.PBSE_A0_NM, abs=0.02)
 
 

@@ -209,7 +209,7 @@ def _watch_locked(
             server.stop()
     print(f"watched: {final.reduced} frames reduced, {final.bad} bad; output in {out}")
     for entry in watcher.journal.entries:
-        if not entry.reduced.result.read_ok:
+        if not entry.reduced.result.input_ok:
             print(
                 f"bad frame: {entry.file} [{entry.reduced.result.frame_index}]: {entry.reason}",
                 file=sys.stderr,

@@ -101,7 +101,7 @@ def phase_spans(times_s: list[float], symmetries: list[str]) -> dict[str, list[A
 
 def _series(entries: list[JournalEntry]) -> dict[str, dict[str, list[Any]]]:
     rows = sorted(
-        (e.row() for e in entries if e.reduced.result.read_ok),
+        (e.row() for e in entries if e.reduced.result.input_ok),
         key=lambda r: (r.time_s, r.detector),
     )
     rod = [r for r in rows if r.detector == "gisaxs"]
@@ -251,7 +251,7 @@ def make_document(watcher: Watcher) -> Any:
                     (
                         e
                         for e in reversed(entries)
-                        if e.reduced.result.kind == kind and e.reduced.result.read_ok
+                        if e.reduced.result.kind == kind and e.reduced.result.input_ok
                     ),
                     None,
                 )
@@ -286,7 +286,7 @@ def _refresh_map(
         (
             e
             for e in reversed(entries)
-            if e.reduced.result.kind == "gisaxs" and e.reduced.result.read_ok
+            if e.reduced.result.kind == "gisaxs" and e.reduced.result.input_ok
         ),
         None,
     )

@@ -273,7 +273,7 @@ class FrameReducer:
     def restore(self, reduced: Reduced) -> None:
         """Take up a run again after `reduced`, its last frame already in the output."""
         self.n_frames = reduced.index + 1
-        self.previous = reduced.result if reduced.result.read_ok else None
+        self.previous = reduced.result if reduced.result.input_ok else None
         if reduced.result.epoch_s is not None and self.clock.t0_epoch_s is None:
             self.clock.t0_epoch_s = reduced.result.epoch_s - reduced.time_s
 

@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.errors import FrameReadError
+from pipeline.checks import is_input_problem
 from pipeline.config import Config, Kind
 from pipeline.lattice import order_label
 from pipeline.reduce import FrameResult, ReductionPlan
@@ -138,10 +139,8 @@ class JournalEntry:
 
     @property
     def reason(self) -> str:
-        """Why the frame is bad ("" for a frame that was read)."""
-        if self.reduced.result.read_ok:
-            return ""
-        return "; ".join(f for f in self.reduced.result.flags if f.startswith("read_error"))
+        """Why the frame is bad: its input-problem flags ("" for a usable frame)."""
+        return "; ".join(f for f in self.reduced.result.flags if is_input_problem((f,)))
 
     def row(self) -> SeriesRow:
         """The frame's summary row."""

@@ -227,7 +227,7 @@ class Watcher:
         self._queued: set[tuple[str, int, str]] = set()
         self._stop = threading.Event()
         self._seen = len(self.journal.entries)
-        self._bad = sum(1 for e in self.journal.entries if not e.reduced.result.read_ok)
+        self._bad = sum(1 for e in self.journal.entries if not e.reduced.result.input_ok)
         self._last_activity = self._now()
         self._outputs_at = -math.inf
         self._outputs_dirty = bool(self.journal.entries)
@@ -361,7 +361,7 @@ class Watcher:
         last: dict[str, SeriesRow] = {}
         for entry in reversed(self.journal.entries):
             kind = entry.reduced.result.kind
-            if kind not in last and entry.reduced.result.read_ok:
+            if kind not in last and entry.reduced.result.input_ok:
                 last[kind] = entry.row()
             if len(last) == len(self.reducers):
                 break
@@ -482,7 +482,7 @@ class Watcher:
         key = (str(ref.path), ref.frame_index, identity)
         self._queued.discard(key)
         self.done.add(key)
-        if not result.read_ok:
+        if not result.input_ok:
             self._bad += 1
         self._last_activity = self._now()
         self._outputs_dirty = True

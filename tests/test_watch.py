@@ -158,7 +158,7 @@ def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
     names = {Path(f).name: r for f, r in reasons.items()}
     assert "truncated" in names["gisaxs_10001.cbf"]
     assert "not a CBF" in names["gisaxs_10002.cbf"] or "CBF" in names["gisaxs_10002.cbf"]
-    assert "every pixel is zero" in names["gisaxs_10003.cbf"]
+    assert names["gisaxs_10003.cbf"].startswith("frame_all_zero")
     assert "(100, 80)" in names["giwaxs_10004.cbf"]
     for name in names:
         assert f"{name}" in err  # listed on the terminal with its reason

@@ -597,10 +597,11 @@ class _RodModelFit:
         # a rod centred beyond the cut fits only its tail: its height means nothing
         inside = (positions >= self.profile.q[0]) & (positions <= self.profile.q[-1])
         top = float(heights[inside].max()) if inside.any() else 0.0
+        # the cheap tests first: the signal-to-noise needs the covariance
         return (
-            self.first_rod_snr() >= settings.min_rod_snr
-            and top > 0
+            top > 0
             and heights[0] >= settings.min_first_rod_fraction * top
+            and self.first_rod_snr() >= settings.min_rod_snr
         )
 
     def heights(self) -> FloatArray:
@@ -685,8 +686,12 @@ def _refine_lattice(
         if any(abs(fit.value("q1") - f.value("q1")) < 1e-4 * fit.value("q1") for f in fits):
             continue
         fits.append(fit)
-    good = [f for f in fits if f.is_rod_fit(settings)]
-    return min(good or fits, key=lambda f: f.stats.ic)
+    # the best criterion among the rod fits (else among all): checked in criterion order,
+    # so that only the fits up to the first rod fit need their covariance
+    # (a fit without a finite criterion is never a rod fit)
+    by_ic = sorted((f for f in fits if math.isfinite(f.stats.ic)), key=lambda f: f.stats.ic)
+    good = next((f for f in by_ic if f.is_rod_fit(settings)), None)
+    return good if good is not None else min(fits, key=lambda f: f.stats.ic)
 
 
 def _start_ic(

@@ -765,8 +765,12 @@ def fit_cube_line(
         fixed.append((1.0 - eta) * np.exp(-4.0 * math.log(2.0) * u * u) + eta / (1.0 + 4.0 * u * u))
     fixed_design = np.array(fixed).T / s[:, None]
     weighted_y = y / s
-    fixed_gram = fixed_design.T @ fixed_design
-    fixed_rhs = fixed_design.T @ weighted_y
+    # the fixed block is eliminated once (Schur complement): each residual then needs
+    # only the line's products, not a new linear solve
+    fixed_inverse = np.linalg.inv(fixed_design.T @ fixed_design)
+    fixed_coef = fixed_inverse @ (fixed_design.T @ weighted_y)
+    fixed_residual = fixed_design @ fixed_coef - weighted_y
+    fixed_columns_t = np.ascontiguousarray(fixed_design.T)
 
     family = _line_family(size_spread, round(instrument_fwhm_per_nm, 4), instrument_eta)
     bare = _line_family(size_spread, 0.0, 0.0)
@@ -778,15 +782,15 @@ def fit_cube_line(
         # linear interpolation here (fast; <= 5e-4 of the height at the table's spacing)
         step, padded = line_table
         line = np.interp(np.abs(q - center) / step, family.index, padded[1:-2], right=0.0) / s
-        # normal equations of [fixed | line], the fixed block's products precomputed
-        cross = fixed_design.T @ line
-        gram = np.empty((n_linear, n_linear))
-        gram[:-1, :-1] = fixed_gram
-        gram[:-1, -1] = gram[-1, :-1] = cross
-        gram[-1, -1] = line @ line
-        rhs = np.append(fixed_rhs, line @ weighted_y)
-        coef = np.linalg.solve(gram, rhs)
-        return np.asarray(fixed_design @ coef[:-1] + coef[-1] * line - weighted_y)
+        # least squares of [fixed | line]: the line's part orthogonal to the fixed columns
+        # takes the line's coefficient, the fixed fit's residual the rest
+        orthogonal = line - fixed_design @ (fixed_inverse @ (fixed_columns_t @ line))
+        norm2 = float(orthogonal @ orthogonal)
+        if not norm2 > 0.0:  # the line is zero or a combination of the fixed columns
+            singular = "Singular matrix"
+            raise np.linalg.LinAlgError(singular)
+        coef = -float(orthogonal @ fixed_residual) / norm2
+        return np.asarray(fixed_residual + coef * orthogonal)
 
     # start: K_w = 0.8859 on the FWHM with the instrument removed in quadrature
     sample_fwhm0 = math.sqrt(max(fwhm_per_nm**2 - instrument_fwhm_per_nm**2, 0.25 * fwhm_per_nm**2))

@@ -29,6 +29,7 @@ Peak geometries (``SeparableModel.mode``):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -786,6 +787,14 @@ def bspline_basis(q_per_nm: FloatArray, knot_spacing_per_nm: float) -> FloatArra
     ndarray of shape (n, n_intervals + 3)
         The basis functions at `q_per_nm`; they sum to 1 at every point.
     """
+    q = np.ascontiguousarray(q_per_nm, dtype=np.float64)
+    # every frame of a run has the same q grid: the basis is built once (a copy is returned)
+    return _cached_bspline_basis(q.tobytes(), float(knot_spacing_per_nm)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_bspline_basis(q_bytes: bytes, knot_spacing_per_nm: float) -> FloatArray:
+    q_per_nm = np.frombuffer(q_bytes, dtype=np.float64)
     lo, hi = float(q_per_nm[0]), float(q_per_nm[-1])
     intervals = max(1, round((hi - lo) / knot_spacing_per_nm))
     inner = np.linspace(lo, hi, intervals + 1)

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import BSpline
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import get_lapack_funcs
 
 from detectors.errors import ConfigError
 from pipeline.config import PeakShape
@@ -711,8 +711,11 @@ class Statistics:
             # parameters held fixed (lower == upper) do not count in the covariance
             free = np.concatenate([~self.fixed, np.ones(norms.size, dtype=bool)])
             jac = np.concatenate([ev.derivative[:, ~self.fixed], scaled], axis=1)
-            covariance = np.zeros((free.size, free.size))
-            covariance[np.ix_(free, free)] = _inverse_spd(jac.T @ jac) * self.redchi
+            if free.all():  # the usual case: no held parameter, no scatter needed
+                covariance = _inverse_spd(jac.T @ jac) * self.redchi
+            else:
+                covariance = np.zeros((free.size, free.size))
+                covariance[np.ix_(free, free)] = _inverse_spd(jac.T @ jac) * self.redchi
             # back from the column-normalised linear parameters to the heights
             scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
             self._covariance = covariance * np.outer(scale, scale)
@@ -729,12 +732,18 @@ class Statistics:
         return self._linear_index
 
 
+_POTRF, _POTRS = get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+
+
 def _inverse_spd(matrix: FloatArray) -> FloatArray:
     """Inverse of a symmetric positive semi-definite matrix (Cholesky; else pseudo-inverse)."""
-    try:
-        factor = cho_factor(matrix, lower=True, check_finite=False)
-        inverse = cho_solve(factor, np.eye(matrix.shape[0]), check_finite=False)
-    except np.linalg.LinAlgError:
+    # LAPACK potrf / potrs directly: what cho_factor / cho_solve call, without their
+    # per-call checks (the covariance of every refined start goes through here)
+    factor, info = _POTRF(matrix, lower=True, clean=False)
+    if info != 0:
+        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
+    inverse, info = _POTRS(factor, np.eye(matrix.shape[0]), lower=True)
+    if info != 0:
         return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
     if not np.all(np.isfinite(inverse)) or np.any(np.diag(inverse) < 0):
         return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)

@@ -66,7 +66,7 @@ def dectris_file(path: Path, frame: np.ndarray, pixel_mask: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def giwaxs(tmp_path_factory):
     geometry, plan = eiger_plan(tmp_path_factory.mktemp("giwaxs"), "giwaxs")
-    state = synth.GiwaxsState.from_observed_fwhm("square", 0.70, in_plane_fraction=0.7)
+    state = synth.GiwaxsState("square", cube_edge_nm=9.0, in_plane_fraction=0.7)  # FWHM ~0.7 nm^-1
     expected = synth.giwaxs_expected(geometry, geometry.q_maps(), state)
     return geometry, plan, expected
 

@@ -37,7 +37,9 @@ def assert_same_rows(a, b) -> None:
         for name in x.__dataclass_fields__:
             u, v = getattr(x, name), getattr(y, name)
             if isinstance(u, float):
-                assert u == pytest.approx(v, rel=1e-9, nan_ok=True), (x.file, name)
+                # 1e-6: the rod fit's error bars come from a nearly singular covariance,
+                # whose last digits follow BLAS rounding (where arrays lie in memory)
+                assert u == pytest.approx(v, rel=1e-6, nan_ok=True), (x.file, name)
             else:
                 assert u == v, (x.file, name)
 
@@ -195,7 +197,9 @@ def test_sigterm_stops_cleanly_a_restart_adds_only_new_frames_other_settings_ref
         assert names == [p.name for p in first + second if p.parent.name == kind]
     assert len(journal) == 8
     # the same output folder with other settings is refused, naming the folder
-    config.write_text(config.read_text().replace("k_factor = 1.0", "k_factor = 0.9"))
+    text = config.read_text()
+    assert "incidence_angle_deg = 0.3\n" in text
+    config.write_text(text.replace("incidence_angle_deg = 0.3\n", "incidence_angle_deg = 0.31\n"))
     proc = watch(config, out, "--until-idle", "1")
     err = finish(proc, 120)
     assert proc.returncode == 2

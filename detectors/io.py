@@ -746,6 +746,11 @@ def _open_h5(path: Path) -> h5py.File:
         # no file locking: BLISS/LIMA may hold the file open for writing while we read
         return h5py.File(path, "r", locking=False)
     except OSError as err:
+        try:
+            # a file that a writer holds open in SWMR mode opens only as an SWMR reader
+            return h5py.File(path, "r", swmr=True, locking=False)
+        except OSError:
+            pass
         msg = f"{path}: not a readable HDF5 file ({_brief(err)})"
         raise FrameReadError(msg) from None
 

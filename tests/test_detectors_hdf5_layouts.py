@@ -4,6 +4,9 @@ Every file is written here with h5py the way the facility writes it. Each frame 
 own acquisition number in every pixel, so that a test sees which frame came back.
 """
 
+import subprocess
+import sys
+
 import h5py
 import hdf5plugin
 import numpy as np
@@ -364,3 +367,35 @@ def test_several_stacks_without_a_role_are_refused_with_the_list(tmp_path):
         fh["entry/linked"] = h5py.ExternalLink("gone.h5", "/data")
     with pytest.raises(FrameReadError, match=r"gone\.h5"):
         list_frames(path, shape=SHAPE, h5_dataset="/entry/linked")
+
+
+_SWMR_WRITER = """
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w", libver="latest") as fh:
+    data = fh.create_dataset("entry/data/data", shape=(0, 195, 1475), maxshape=(None, 195, 1475),
+                             dtype="int32", chunks=(1, 195, 1475))
+    fh.swmr_mode = True
+    for i in range(2):
+        data.resize(i + 1, axis=0)
+        data[i] = np.full((195, 1475), 10 + i, dtype="int32")
+        data.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_stack_held_open_by_an_swmr_writer_is_read(tmp_path):
+    # a detector (or gixs watch's own writer) may keep the file open while it grows
+    path = tmp_path / "growing.h5"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SWMR_WRITER, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        frames = [frame.data[0, 0] for frame in iter_frames(path, shape=(195, 1475))]
+        assert frames == [10, 11]
+    finally:
+        writer.communicate("\n", timeout=30)
+    assert writer.returncode == 0

@@ -42,7 +42,7 @@ import math
 import pickle
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -479,27 +479,19 @@ def read_results(path: Path, *, swmr: bool = True) -> ResultsData:
 
 
 def _row_from_columns(columns: Mapping[str, NDArray[Any]], i: int) -> SeriesRow:
-    def num(name: str) -> float:
-        return float(columns[name][i])
-
-    position = num("position")
-    return SeriesRow(
-        time_s=num("time_s"),
-        detector=_text(columns["detector"][i]),  # type: ignore[arg-type]
-        file=_text(columns["file"][i]),
-        frame=int(num("frame")),
-        position=None if math.isnan(position) else int(position),
-        q1_per_nm=num("q1_nm-1"),
-        q1_err_per_nm=num("q1_err_nm-1"),
-        symmetry=_text(columns["symmetry"][i]),
-        spacing_nm=num("spacing_nm"),
-        fwhm200_per_nm=num("fwhm200_nm-1"),
-        fwhm200_err_per_nm=num("fwhm200_err_nm-1"),
-        fwhm200_corr_per_nm=num("fwhm200_corr_nm-1"),
-        domain_nm=num("domain_nm"),
-        domain_err_nm=num("domain_err_nm"),
-        flags=_text(columns["flags"][i]),
-    )
+    # SeriesRow's fields are the summary columns, in order (SeriesRow.as_record)
+    values: dict[str, Any] = {}
+    for field, column in zip(fields(SeriesRow), COLUMNS, strict=True):
+        raw = columns[column][i]
+        if column in _STRING_COLUMNS:
+            values[field.name] = _text(raw)
+        elif column == "frame":
+            values[field.name] = int(raw)
+        elif column == "position":
+            values[field.name] = None if math.isnan(float(raw)) else int(raw)
+        else:
+            values[field.name] = float(raw)
+    return SeriesRow(**values)
 
 
 def _text(value: object) -> str:

@@ -68,12 +68,12 @@ def giwaxs(tmp_path_factory):
     geometry, plan = eiger_plan(tmp_path_factory.mktemp("giwaxs"), "giwaxs")
     state = synth.GiwaxsState("square", cube_edge_nm=9.0, in_plane_fraction=0.7)  # FWHM ~0.7 nm^-1
     expected = synth.giwaxs_expected(geometry, geometry.q_maps(), state)
-    return geometry, plan, expected
+    return geometry, plan, expected, state
 
 
 @pytest.mark.parametrize("seed", [2, 4, 5, 11])
 def test_giwaxs_fit_with_100_pixels_at_65535_is_the_clean_fit(giwaxs, seed):
-    geometry, plan, expected = giwaxs
+    geometry, plan, expected, state = giwaxs
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(seed)
     clean = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
@@ -87,11 +87,13 @@ def test_giwaxs_fit_with_100_pixels_at_65535_is_the_clean_fit(giwaxs, seed):
     assert got.ok
     assert abs(got.fwhm_per_nm - want.fwhm_per_nm) < 0.1 * want.fwhm_err_per_nm
     assert got.fwhm_err_per_nm == pytest.approx(want.fwhm_err_per_nm, rel=0.05)
-    assert want.fwhm_per_nm == pytest.approx(0.70, abs=3 * want.fwhm_err_per_nm + 0.005)
+    # the fit reads the line: a Gaussian fitted to the cube line (sinc^2 with the
+    # instrument) comes out a few % narrower than it (5 % here)
+    assert 0.88 * state.fwhm200_per_nm < want.fwhm_per_nm < state.fwhm200_per_nm
 
 
 def test_hot_pixels_flagged_in_the_files_pixel_mask_are_left_out(giwaxs, tmp_path):
-    geometry, plan, expected = giwaxs
+    geometry, plan, expected, _ = giwaxs
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(2)
     clean = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)

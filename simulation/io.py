@@ -323,12 +323,7 @@ def read_measured_rods(path: str | os.PathLike[str]) -> MeasuredRods:
         columns disagree in length.
     """
     source = Path(path)
-    try:
-        fh = h5py.File(source, "r")
-    except OSError as err:
-        msg = f"{source}: cannot open as HDF5 ({err}); expected the output of `gixs reduce`"
-        raise FrameReadError(msg) from err
-    with fh:
+    with _open_reduced(source) as fh:
         group = fh.get("entry/first_rod")
         if not isinstance(group, h5py.Group):
             msg = (
@@ -401,12 +396,7 @@ def read_measured_cuts(path: str | os.PathLike[str]) -> MeasuredCuts:
         If /entry/gisaxs_cuts or one of its datasets is missing, or their shapes disagree.
     """
     source = Path(path)
-    try:
-        fh = h5py.File(source, "r")
-    except OSError as err:
-        msg = f"{source}: cannot open as HDF5 ({err}); expected the output of `gixs reduce`"
-        raise FrameReadError(msg) from err
-    with fh:
+    with _open_reduced(source) as fh:
         group = fh.get("entry/gisaxs_cuts")
         if not isinstance(group, h5py.Group):
             msg = (
@@ -463,3 +453,12 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 150)
     figure.savefig(out, dpi=dpi)
     figure.clear()
     return out
+
+
+def _open_reduced(source: Path) -> h5py.File:
+    """Open the ``results.h5`` of a `gixs reduce` run for reading, naming a bad file."""
+    try:
+        return h5py.File(source, "r")
+    except OSError as err:
+        msg = f"{source}: cannot open as HDF5 ({err}); expected the output of `gixs reduce`"
+        raise FrameReadError(msg) from err

@@ -224,6 +224,26 @@ def _geometry(
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
+def _indices(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Indices where `mask` is True (np.nonzero, written out: it compiles much faster)."""
+    out = np.empty(mask.size, dtype=np.int64)
+    n = 0
+    for i in range(mask.size):
+        if mask[i]:
+            out[n] = i
+            n += 1
+    return out[:n]
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _sum_squares(values: FloatArray) -> float:
+    acc = 0.0
+    for v in values:
+        acc += v * v
+    return acc
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     """Solve matrix @ x = rhs for a small symmetric positive-definite matrix, rhs (k, r)."""
     k = matrix.shape[0]
@@ -267,7 +287,7 @@ def evaluate_kernel(
     legendre: FloatArray,
     log_q: FloatArray,
     envelope: FloatArray,
-    with_jacobian: bool = True,
+    with_jacobian: bool,
 ) -> tuple[
     FloatArray, FloatArray, NDArray[np.bool_], FloatArray, FloatArray, FloatArray, FloatArray
 ]:
@@ -330,13 +350,17 @@ def evaluate_kernel(
     norms = np.empty(k)
     for a in range(k):
         norms[a] = math.sqrt(gram[a, a])
-    floor = 1e-12 * max(norms.max(), 1e-300)
-    active = norms > floor
+    floor = 1e-300
+    for a in range(k):
+        floor = max(floor, 1e-12 * norms[a])
+    active = np.empty(k, dtype=np.bool_)
+    for a in range(k):
+        active[a] = norms[a] > floor
     beta = np.zeros(k)
-    idx = np.nonzero(active)[0]
+    idx = _indices(active)
     sub = np.zeros((0, 0))
     for _ in range(k):
-        idx = np.nonzero(active)[0]
+        idx = _indices(active)
         ka = idx.size
         sub = np.empty((ka, ka))
         rhs = np.empty((ka, 1))
@@ -359,11 +383,11 @@ def evaluate_kernel(
                 negative = True
         if not negative:
             break
-    if not np.all(active[idx]):  # the loop ran out: drop what is still negative
+    if idx.size != _indices(active).size:  # the loop ran out: drop what is still negative
         for a in range(idx.size):
             if not active[idx[a]]:
                 beta[idx[a]] = 0.0
-        idx = np.nonzero(active)[0]
+        idx = _indices(active)
     residual = y_w.copy()
     for i in range(n):
         acc = 0.0
@@ -455,7 +479,12 @@ def _lm_kernel(
     Returns theta, the number of evaluations, whether it converged (False when the
     evaluation limit stopped it or chi-square is not finite) and the evaluation at theta.
     """
-    theta = np.minimum(np.maximum(theta0, lower), upper)
+    n_theta = theta0.size
+    # a bool that is not a compile-time literal: the Python callers' signature is reused
+    jacobian_wanted = n_theta > 0
+    theta = np.empty(n_theta)
+    for t in range(n_theta):
+        theta[t] = min(max(theta0[t], lower[t]), upper[t])
     out = evaluate_kernel(
         theta,
         mode,
@@ -470,47 +499,59 @@ def _lm_kernel(
         legendre,
         log_q,
         envelope,
+        jacobian_wanted,
     )
     best = out
-    residual = out[0]
-    jacobian = out[4]
-    chi2 = residual @ residual
+    chi2 = _sum_squares(out[0])
     nfev = 1
     converged = False
     damping = 1e-3
-    n_theta = theta.size
-    while nfev < max_nfev and np.isfinite(chi2):
-        jt = np.ascontiguousarray(jacobian.T)
-        hessian = jt @ jacobian
-        gradient = jt @ residual
-        diag = np.empty(n_theta)
+    hessian = np.empty((n_theta, n_theta))
+    gradient = np.empty(n_theta)
+    while nfev < max_nfev and math.isfinite(chi2):
+        residual, jacobian = best[0], best[4]
         top = 1e-300
+        for a in range(n_theta):
+            acc = 0.0
+            for i in range(residual.size):
+                acc += jacobian[i, a] * residual[i]
+            gradient[a] = acc
+            for b in range(a + 1):
+                acc = 0.0
+                for i in range(residual.size):
+                    acc += jacobian[i, a] * jacobian[i, b]
+                hessian[a, b] = acc
+                hessian[b, a] = acc
+            top = max(top, hessian[a, a])
+        # a parameter held at a bound by a gradient pushing outwards stays there
+        free = np.empty(n_theta, dtype=np.int64)
+        n_free = 0
         for t in range(n_theta):
-            top = max(top, hessian[t, t])
-        for t in range(n_theta):
-            diag[t] = max(hessian[t, t], 1e-12 * top)
-        free = np.empty(n_theta, dtype=np.bool_)
-        for t in range(n_theta):
-            # a parameter held at a bound by a gradient pushing outwards stays there
-            free[t] = not (
+            if not (
                 (theta[t] <= lower[t] and gradient[t] > 0)
                 or (theta[t] >= upper[t] and gradient[t] < 0)
-            )
-        f = np.nonzero(free)[0]
-        if f.size == 0:
+            ):
+                free[n_free] = t
+                n_free += 1
+        if n_free == 0:
             converged = True
             break
-        system = np.empty((f.size, f.size))
-        rhs = np.empty(f.size)
-        for a in range(f.size):
-            rhs[a] = -gradient[f[a]]
-            for b in range(f.size):
-                system[a, b] = hessian[f[a], f[b]]
-            system[a, a] += damping * diag[f[a]]
-        step = np.zeros(n_theta)
-        step[f] = np.linalg.solve(system, rhs)
-        trial = np.minimum(np.maximum(theta + step, lower), upper)
-        if np.all(np.abs(trial - theta) <= 1e-10 * (np.abs(theta) + 1e-10)):
+        system = np.empty((n_free, n_free))
+        rhs = np.empty((n_free, 1))
+        for a in range(n_free):
+            rhs[a, 0] = -gradient[free[a]]
+            for b in range(n_free):
+                system[a, b] = hessian[free[a], free[b]]
+            system[a, a] += damping * max(hessian[free[a], free[a]], 1e-12 * top)
+        solution = _cholesky_solve(system, rhs)
+        trial = theta.copy()
+        moved = False
+        for a in range(n_free):
+            t = free[a]
+            trial[t] = min(max(theta[t] + solution[a, 0], lower[t]), upper[t])
+            if abs(trial[t] - theta[t]) > 1e-10 * (abs(theta[t]) + 1e-10):
+                moved = True
+        if not moved:
             converged = True
             break
         out = evaluate_kernel(
@@ -527,15 +568,14 @@ def _lm_kernel(
             legendre,
             log_q,
             envelope,
+            jacobian_wanted,
         )
         nfev += 1
-        trial_chi2 = out[0] @ out[0]
+        trial_chi2 = _sum_squares(out[0])
         if trial_chi2 < chi2:
             decrease = (chi2 - trial_chi2) / (chi2 + 1e-300)
             theta = trial
             best = out
-            residual = out[0]
-            jacobian = out[4]
             chi2 = trial_chi2
             damping = max(damping * 0.2, 1e-9)
             if decrease < 1e-7:
@@ -546,7 +586,7 @@ def _lm_kernel(
             if damping > 1e10:  # no step downhill: a minimum within the precision
                 converged = True
                 break
-    return theta, nfev, converged and bool(np.isfinite(chi2)), best
+    return theta, nfev, converged and math.isfinite(chi2), best
 
 
 def evaluation_of(

@@ -39,7 +39,8 @@ the detector's data, found by walking the file (following soft and external link
 A dangling external link of the chosen series, or a virtual dataset whose source file is
 missing or shorter than the frames it maps, is an error naming the file: HDF5 itself would
 read zeros. Per-frame time stamps are taken from a BLISS ``measurement/epoch`` (or
-``epoch_trig``) dataset next to the frames, exposure times from
+``epoch_trig``) dataset next to the frames (else from a Dectris ``data_collection_date``
+or NeXus ``start_time`` plus the frame number times ``frame_time``), exposure times from
 ``acq_parameters/acq_expo_time`` (BLISS), ``acquisition/exposure_time`` (LIMA) or
 ``instrument/detector/count_time`` (NeXus, Dectris), and the detector's own mask from a
 ``pixel_mask`` of the detector's shape next to them (``detectorSpecific/pixel_mask``,
@@ -856,7 +857,7 @@ class _H5Stack:
         values = {}
         for field, item in self._metadata_datasets().items():
             values[field] = None if item is None else _h5_number(item, index, self.n_frames)
-        return _h5_meta(self.path, index, values, self.name)
+        return _h5_meta(self.path, index, self._with_start_epoch(values, index), self.name)
 
     def all_metadata(self) -> list[FrameMeta]:
         """Metadata of every frame, reading each per-frame dataset once."""
@@ -868,11 +869,46 @@ class _H5Stack:
             _h5_meta(
                 self.path,
                 i,
-                {k: None if v is None else float(v[i]) for k, v in columns.items()},
+                self._with_start_epoch(
+                    {k: None if v is None else float(v[i]) for k, v in columns.items()}, i
+                ),
                 self.name,
             )
             for i in range(self.n_frames)
         ]
+
+    def _with_start_epoch(
+        self, values: dict[str, float | None], index: int
+    ) -> dict[str, float | None]:
+        """`values`, with the frame's epoch from the series' start time where none is stored.
+
+        A Dectris master keeps one ``detectorSpecific/data_collection_date`` (a NeXus file
+        ``start_time``) and the ``frame_time``; frame k of a data file whose first image is
+        ``image_nr_low`` then started at start + (image_nr_low - 1 + k) * frame_time.
+        """
+        period = values["period_s"]
+        if values["epoch_s"] is not None or period is None or not period > 0:
+            return values
+        start = self._start_epoch()
+        if start is None:
+            return values
+        first = self.dataset.attrs.get("image_nr_low", 1)
+        first = int(np.ravel(first)[0]) if np.size(first) else 1
+        return {**values, "epoch_s": start + (first - 1 + index) * period}
+
+    def _start_epoch(self) -> float | None:
+        """Epoch of the series' start (a date string beside the frames), or None."""
+        for place in self._places():
+            for name in _START_DATE_NAMES:
+                item = _h5_get(place, name)
+                if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "SOU":
+                    continue
+                raw = np.ravel(item[()])[0] if item.shape else item[()]
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                epoch = _parse_date(text)
+                if epoch is not None and epoch >= MIN_EPOCH_S:
+                    return epoch
+        return None
 
     def _places(self) -> list[h5py.Group]:
         """Groups that may hold this stack's metadata, nearest first.
@@ -1061,6 +1097,10 @@ _H5_FIELDS: dict[str, tuple[str, ...]] = {
     "position": ("position_index",),  # "position" in HDF5 is usually a motor, in mm
     "saturation_counts": ("saturation_value", "countrate_correction_count_cutoff"),
 }
+
+# Date strings of a series' start (Dectris detectorSpecific, NeXus NXentry), from which
+# per-frame times follow with the frame period where no per-frame time is stored.
+_START_DATE_NAMES = ("data_collection_date", "start_time")
 
 # Names of the detector's own pixel mask (Dectris detectorSpecific, NeXus NXdetector).
 _PIXEL_MASK_NAMES = ("pixel_mask",)

@@ -222,7 +222,7 @@ def test_virtual_frames_missing_from_a_short_source_are_errors_not_zeros(tmp_pat
 # --- Dectris: a master and its data files -------------------------------------------
 
 
-def dectris_series(folder, sizes, *, pixel_mask=None, flatfield=True):
+def dectris_series(folder, sizes, *, pixel_mask=None, flatfield=True, date=None, frame_time=1.0):
     first = 0
     with h5py.File(folder / "series_master.h5", "w") as fh:
         data = fh.create_group("entry/data")
@@ -230,8 +230,10 @@ def dectris_series(folder, sizes, *, pixel_mask=None, flatfield=True):
         det = fh.create_group("entry/instrument/detector")
         det.attrs["NX_class"] = "NXdetector"
         det["count_time"] = 0.99
-        det["frame_time"] = 1.0
+        det["frame_time"] = frame_time
         spec = det.create_group("detectorSpecific")
+        if date is not None:
+            spec["data_collection_date"] = date  # as the Dectris firmware writes it
         spec["nimages"] = sum(sizes)
         spec["countrate_correction_count_cutoff"] = 60000
         if flatfield:
@@ -271,6 +273,42 @@ def test_dectris_master_reads_every_data_file_in_order(tmp_path):
     # the detector's own mask comes with every frame: nonzero = masked
     np.testing.assert_array_equal(frame.pixel_mask, mask != 0)
     assert not frame.pixel_mask.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["2026-11-25T11:00:00.000+01:00", "2026-11-25T10:00:00.000Z", "2026-11-25T10:00:00"],
+)
+def test_dectris_frames_are_timed_from_the_collection_date_and_frame_time(tmp_path, date):
+    path = dectris_series(tmp_path, [4, 4, 3], date=date, frame_time=0.25)
+    got, epochs = numbers(path)
+    assert got == list(range(11))
+    # frame k of the series (over all its data files) started k frame times after the date
+    np.testing.assert_allclose(epochs, T0 + 0.25 * np.arange(11), rtol=0, atol=1e-6)
+
+
+def test_nexus_start_time_and_frame_time_time_the_frames(tmp_path):
+    path = tmp_path / "scan.nxs"
+    with h5py.File(path, "w") as fh:
+        entry = fh.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry["start_time"] = "2026-11-25T10:00:00Z"
+        det = entry.create_group("instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["data"] = frames(0, 3)
+        det["frame_time"] = 2.0
+    got, epochs = numbers(path)
+    assert got == [0, 1, 2]
+    assert epochs == [T0, T0 + 2.0, T0 + 4.0]
+
+
+def test_a_start_date_without_a_frame_period_gives_no_made_up_times(tmp_path):
+    path = tmp_path / "scan.nxs"
+    with h5py.File(path, "w") as fh:
+        entry = fh.create_group("entry")
+        entry["start_time"] = "2026-11-25T10:00:00Z"
+        entry.create_group("instrument/detector")["data"] = frames(0, 2)
+    assert numbers(path)[1] == [None, None]
 
 
 def test_dectris_master_without_its_data_files_names_them(tmp_path):

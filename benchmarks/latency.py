@@ -1,6 +1,6 @@
 """Latency of `gixs watch`: from a frame's file being complete to its result in results.h5.
 
-A `gixs watch` subprocess (default polling, --poll-s 1) follows an empty run folder; this
+A `gixs watch` subprocess (default polling, --poll-s 0.5) follows an empty run folder; this
 script writes demo CBF frames into it (in place, as a detector does) and reads
 results.h5 with SWMR every 20 ms, noting when each file appears in its journal.
 
@@ -88,7 +88,7 @@ def latencies(complete: dict[str, float], reader: JournalReader, timeout_s: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--poll-s", type=float, default=0.5)
     parser.add_argument("--slow-n", type=int, default=8)
     parser.add_argument("--slow-interval-s", type=float, default=2.5)
     parser.add_argument("--fast-n", type=int, default=40)

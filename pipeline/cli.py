@@ -124,7 +124,7 @@ def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("config", type=Path, help="TOML run configuration")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: ./results)")
-    p.add_argument("--poll-s", type=float, default=1.0, help="polling interval, s (default 1)")
+    p.add_argument("--poll-s", type=float, default=0.5, help="polling interval, s (default 0.5)")
     p.add_argument(
         "--inotify", action="store_true", help="use inotify instead of polling (local disks)"
     )

@@ -263,6 +263,7 @@ class ResultsWriter:
         self._fh.flush()
         if swmr:
             self._fh.swmr_mode = True
+        self._datasets: dict[str, h5py.Dataset] = {}
 
     def append(
         self, entries: Iterable[JournalEntry], *, flush: bool = True, summary: bool = True
@@ -279,43 +280,48 @@ class ResultsWriter:
             Append their summary rows too (False: the caller appends them in another order
             with :meth:`append_summary`).
         """
-        entry_group = self._fh["entry"]
+        columns = _Columns()
         for entry in entries:
             result = entry.reduced.result
             row = entry.row()
             kind = result.kind
             if kind == "gisaxs":
-                _append_rod(entry_group["first_rod"], entry, row)
+                _rod_columns(columns, entry, row)
             else:
-                _append_peak(entry_group["peak200"], entry, row)
-            cuts = entry_group[f"{kind}_cuts"]
-            _append(cuts["intensity"], result.intensity)
-            _append(cuts["intensity_errors"], result.sigma)
-            _append(cuts["time"], row.time_s)
-            journal = entry_group["journal"]
-            _append(journal["detector"], _fixed(kind, "detector"))
-            _append(journal["file"], _fixed(result.path, "file"))
-            _append(journal["frame"], result.frame_index)
-            _append(journal["file_identity"], _fixed(entry.identity, "identity"))
-            _append(journal["reason"], _fixed(entry.reason, "flags"))
+                _peak_columns(columns, entry, row)
+            cuts = f"entry/{kind}_cuts"
+            columns.add(f"{cuts}/intensity", result.intensity)
+            columns.add(f"{cuts}/intensity_errors", result.sigma)
+            columns.add(f"{cuts}/time", row.time_s)
+            columns.add("entry/journal/detector", _fixed(kind, "detector"))
+            columns.add("entry/journal/file", _fixed(result.path, "file"))
+            columns.add("entry/journal/frame", result.frame_index)
+            columns.add("entry/journal/file_identity", _fixed(entry.identity, "identity"))
+            columns.add("entry/journal/reason", _fixed(entry.reason, "flags"))
             if entry.checksum:
-                inputs = entry_group["reduction/inputs"]
-                _append(inputs["file_name"], _fixed(result.path, "file"))
-                _append(inputs["checksum"], _fixed(entry.checksum, "identity"))
+                columns.add("entry/reduction/inputs/file_name", _fixed(result.path, "file"))
+                columns.add("entry/reduction/inputs/checksum", _fixed(entry.checksum, "identity"))
             if summary:
-                self.append_summary([row])
+                _summary_columns(columns, [row])
+        self._write(columns)
         if flush:
             self._fh.flush()
 
     def append_summary(self, rows: Iterable[SeriesRow]) -> None:
         """Append rows to ``/entry/summary`` (not flushed)."""
-        group = self._fh["entry/summary"]
-        for row in rows:
-            for name, value in row.as_record().items():
-                if name in _STRING_COLUMNS:
-                    _append(group[name], _fixed(str(value), name))
-                else:
-                    _append(group[name], math.nan if value is None else float(value))  # type: ignore[arg-type]
+        columns = _Columns()
+        _summary_columns(columns, rows)
+        self._write(columns)
+
+    def _write(self, columns: _Columns) -> None:
+        """Grow each dataset once by all its new rows (one resize and one write each)."""
+        for name, values in columns.values.items():
+            dataset = self._datasets.get(name)
+            if dataset is None:
+                dataset = self._datasets[name] = self._fh[name]
+            n = dataset.shape[0]
+            dataset.resize(n + len(values), axis=0)
+            dataset[n:] = np.asarray(values, dtype=dataset.dtype)
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -624,41 +630,58 @@ def _write_process(
             sub["instrument_resolution"] = json.dumps(_jsonable(plan.resolution))
 
 
-def _append_rod(group: h5py.Group, entry: JournalEntry, row: SeriesRow) -> None:
+class _Columns:
+    """New rows of each dataset (by its path in the file), gathered before one write each."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[object]] = {}
+
+    def add(self, name: str, value: object) -> None:
+        self.values.setdefault(name, []).append(value)
+
+
+def _summary_columns(columns: _Columns, rows: Iterable[SeriesRow]) -> None:
+    for row in rows:
+        for name, value in row.as_record().items():
+            path = f"entry/summary/{name}"
+            if name in _STRING_COLUMNS:
+                columns.add(path, _fixed(str(value), name))
+            else:
+                columns.add(path, math.nan if value is None else float(value))  # type: ignore[arg-type]
+
+
+def _rod_columns(columns: _Columns, entry: JournalEntry, row: SeriesRow) -> None:
     rod = entry.reduced.result.rod
-    _append(group["time"], row.time_s)
+    group = "entry/first_rod"
+    columns.add(f"{group}/time", row.time_s)
     for name, _, attr in _ROD_FIELDS:
-        _append(group[name], getattr(rod, attr) if rod is not None else math.nan)
+        columns.add(f"{group}/{name}", getattr(rod, attr) if rod is not None else math.nan)
     positions = np.full(4, np.nan)
     if rod is not None:
         found = np.asarray(rod.rod_positions_per_nm, dtype=float)[:4]
         positions[: found.size] = found
-    _append(group["rod_positions"], positions)
-    _append(group["symmetry"], _fixed(rod.symmetry if rod is not None else "", "symmetry"))
+    columns.add(f"{group}/rod_positions", positions)
+    symmetry = rod.symmetry if rod is not None else ""
+    columns.add(f"{group}/symmetry", _fixed(symmetry, "symmetry"))
     orders = " ".join(order_label(r) for r in rod.orders_found) if rod is not None else ""
-    _append(group["rod_orders"], _fixed(orders, "rod_orders"))
-    _append(group["fit_ok"], bool(rod is not None and rod.ok))
-    _append(group["file"], _fixed(entry.file, "file"))
-    _append(group["frame"], entry.reduced.result.frame_index)
+    columns.add(f"{group}/rod_orders", _fixed(orders, "rod_orders"))
+    columns.add(f"{group}/fit_ok", bool(rod is not None and rod.ok))
+    columns.add(f"{group}/file", _fixed(entry.file, "file"))
+    columns.add(f"{group}/frame", entry.reduced.result.frame_index)
 
 
-def _append_peak(group: h5py.Group, entry: JournalEntry, row: SeriesRow) -> None:
+def _peak_columns(columns: _Columns, entry: JournalEntry, row: SeriesRow) -> None:
     result = entry.reduced.result
     peak = result.peak
-    _append(group["time"], row.time_s)
+    group = "entry/peak200"
+    columns.add(f"{group}/time", row.time_s)
     for name, _, attr in _PEAK_FIELDS:
-        _append(group[name], getattr(peak, attr) if peak is not None else math.nan)
+        columns.add(f"{group}/{name}", getattr(peak, attr) if peak is not None else math.nan)
     for name, _, attr in _RESULT_FIELDS:
-        _append(group[name], float(getattr(result, attr)))
-    _append(group["fit_ok"], bool(peak is not None and peak.ok))
-    _append(group["file"], _fixed(entry.file, "file"))
-    _append(group["frame"], result.frame_index)
-
-
-def _append(dataset: h5py.Dataset, value: object) -> None:
-    n = dataset.shape[0]
-    dataset.resize(n + 1, axis=0)
-    dataset[n] = value
+        columns.add(f"{group}/{name}", float(getattr(result, attr)))
+    columns.add(f"{group}/fit_ok", bool(peak is not None and peak.ok))
+    columns.add(f"{group}/file", _fixed(entry.file, "file"))
+    columns.add(f"{group}/frame", result.frame_index)
 
 
 def _grow(

@@ -70,18 +70,23 @@ class WatchSettings:
         Stop when nothing new came for this long and the backlog is empty (None: run
         until stopped).
     outputs_every_s : float
-        Least interval between rewrites of summary.csv and the plots, in s.
+        Least interval between rewrites of summary.csv and the plots, in s (and at least
+        ten times the last rewrite's duration, so that plotting takes little of the time).
+    batch_s : float
+        Frames waiting are reduced for up to this long before results.h5 is grown and
+        flushed once for all of them, in s.
     """
 
-    poll_s: float = 1.0
+    poll_s: float = 0.5
     inotify: bool = False
     settle_s: float = 0.1
     give_up_s: float = 10.0
     until_idle_s: float | None = None
     outputs_every_s: float = 5.0
+    batch_s: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("poll_s", "settle_s", "give_up_s", "outputs_every_s"):
+        for name in ("poll_s", "settle_s", "give_up_s", "outputs_every_s", "batch_s"):
             if not getattr(self, name) > 0:
                 msg = f"watch: {name} must be > 0, got {getattr(self, name)!r}"
                 raise ValueError(msg)
@@ -233,6 +238,7 @@ class Watcher:
         self._outputs_dirty = bool(self.journal.entries)
         self._observer: Any = None
         self._plot_thread: threading.Thread | None = None
+        self._outputs_cost_s = 0.0  # how long the last rewrite of summary.csv and plots took
 
     # --- following the folders -------------------------------------------------------
 
@@ -325,7 +331,7 @@ class Watcher:
                 self._check_candidates(now)
                 worked = False
                 if self._queue:
-                    self._reduce_next()
+                    self._reduce_batch()
                     worked = True
                 if now - last_rescan > 10 * self.settings.poll_s:
                     self.rescan()
@@ -465,7 +471,22 @@ class Watcher:
             del self._candidates[cand.path]
             self._finished[cand.path] = (cand.size, cand.mtime_ns)
 
-    def _reduce_next(self) -> None:
+    def _reduce_batch(self) -> None:
+        """Reduce queued frames for up to `batch_s`, then append them to results.h5 at once.
+
+        Each frame is in the journal as soon as it is reduced; results.h5 is grown and
+        flushed once per batch (one resize per dataset), which keeps up at 20 frames/s.
+        """
+        entries: list[JournalEntry] = []
+        deadline = self._now() + self.settings.batch_s
+        while self._queue and (not entries or self._now() < deadline):
+            entries.append(self._reduce_next())
+        self.writer.append(entries)
+        with self.shared.lock:
+            self.shared.entries.extend(entries)
+            self.shared.version += 1
+
+    def _reduce_next(self) -> JournalEntry:
         kind, ref, identity, error, frame = self._queue.popleft()
         reducer = self.reducers[kind]
         if error:
@@ -478,7 +499,6 @@ class Watcher:
         checksum = identity if ref.frame_index == 0 and not identity.startswith("inode:") else ""
         entry = JournalEntry(reduced, self._display(result), identity, checksum)
         self.journal.append(entry)
-        self.writer.append([entry])
         key = (str(ref.path), ref.frame_index, identity)
         self._queued.discard(key)
         self.done.add(key)
@@ -486,9 +506,7 @@ class Watcher:
             self._bad += 1
         self._last_activity = self._now()
         self._outputs_dirty = True
-        with self.shared.lock:
-            self.shared.entries.append(entry)
-            self.shared.version += 1
+        return entry
 
     def _display(self, result: FrameResult) -> str:
         if self._base_dir is None:
@@ -501,20 +519,22 @@ class Watcher:
     # --- summary.csv and plots ---------------------------------------------------------
 
     def _maybe_write_outputs(self, now: float) -> None:
-        if not self._outputs_dirty or now - self._outputs_at < self.settings.outputs_every_s:
+        wait_s = max(self.settings.outputs_every_s, 10.0 * self._outputs_cost_s)
+        if not self._outputs_dirty or now - self._outputs_at < wait_s:
             return
         if self._plot_thread is not None and self._plot_thread.is_alive():
             return
         self._outputs_at = now
         self._outputs_dirty = False
-        entries = list(self.journal.entries)
         self._plot_thread = threading.Thread(
-            target=write_run_outputs, args=(self.out_dir, entries, self.plans), daemon=True
+            target=self._write_outputs, args=(list(self.journal.entries),), daemon=True
         )
         self._plot_thread.start()
 
-    def _write_outputs(self) -> None:
-        write_run_outputs(self.out_dir, list(self.journal.entries), self.plans)
+    def _write_outputs(self, entries: list[JournalEntry] | None = None) -> None:
+        start = time.perf_counter()
+        write_run_outputs(self.out_dir, entries or list(self.journal.entries), self.plans)
+        self._outputs_cost_s = time.perf_counter() - start
 
 
 def write_run_outputs(

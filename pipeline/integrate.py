@@ -9,8 +9,11 @@ where pyFAI's own grazing-incidence calls rebuild their units on every call.
 
 The result is the one pyFAI's ``FiberIntegrator.integrate1d_grazing_incidence`` gives with
 ``vertical_integration=False`` and no pixel splitting (the tests keep that call as the
-oracle), with three deliberate differences:
+oracle, with ``whole_lines=False``), with four deliberate differences:
 
+- the band's pixels of one detector column go to one bin as a whole (``whole_lines``): a
+  bin that took only some rows of a column, whose rows differ near the horizon and in the
+  Yoneda band, spiked the cut and narrowed a fitted {200} line by up to 4 %;
 - each bin sits at the mean q_par of its pixels, not at its centre (pixels fall unevenly into
   narrow bins, which moved a fitted rod by up to 0.5 %);
 - a pixel below the lower end of the q_par range is left out; pyFAI's histogram rounds
@@ -145,12 +148,14 @@ def plan_cut(
     fold: bool = True,
     polarization_factor: float | None = 0.99,
     maps: QMaps | None = None,
+    whole_lines: bool = True,
 ) -> CutPlan:
     """Precompute a q_par cut through a q_perp band (run once per geometry and band).
 
     A pixel belongs to the cut when its centre lies in the q_perp band and in the q_par
     range (both ends included) and it is not statically masked. Bin ``i`` holds the pixels
-    with ``edges[i] <= q < edges[i + 1]`` (the last bin also its upper edge).
+    (with `whole_lines`, the detector lines) with ``edges[i] <= q < edges[i + 1]`` (the last
+    bin also its upper edge).
 
     Parameters
     ----------
@@ -173,6 +178,13 @@ def plan_cut(
         synchrotron beam); None for no polarization correction.
     maps : QMaps or None
         Per-pixel q maps of `geometry`, if already computed (``geometry.q_maps()``).
+    whole_lines : bool
+        True: the band's pixels of one detector line (a column, or a row where q_perp runs
+        along the rows) go to one bin as a whole, the bin of their mean q_par. A bin then
+        never holds only some rows of a line: the rows of a line differ (horizon, Yoneda
+        band), and bins that each took a different share of them spiked the cut and
+        narrowed a fitted line by up to 4 %. False: each pixel goes to the bin of its own
+        q_par, as pyFAI's histogram without pixel splitting does (the tests' oracle).
 
     Returns
     -------
@@ -228,7 +240,8 @@ def plan_cut(
     edges = np.linspace(q_range[0], q_range[1], n_bins + 1)
     q_pixel = q_par.ravel()[pixel_index]
     width = (q_range[1] - q_range[0]) / n_bins
-    regular_bin = np.minimum(((q_pixel - q_range[0]) / width).astype(np.intp), n_bins - 1)
+    q_assigned = _line_mean_q(maps, pixel_index, q_pixel, selected) if whole_lines else q_pixel
+    regular_bin = np.minimum(((q_assigned - q_range[0]) / width).astype(np.intp), n_bins - 1)
     bin_index, row = np.unique(regular_bin, return_inverse=True)
     n_pixels_per_bin = np.bincount(row, minlength=bin_index.size)
     q_mean = np.bincount(row, weights=q_pixel, minlength=bin_index.size) / n_pixels_per_bin
@@ -393,6 +406,31 @@ def map_2d(
         q_perp_per_nm=np.asarray(result.outofplane, dtype=np.float64),
         intensity=np.asarray(intensity, dtype=np.float64),
     )
+
+
+def _line_mean_q(
+    maps: QMaps,
+    pixel_index: NDArray[np.intp],
+    q_pixel: NDArray[np.float64],
+    selected: NDArray[np.bool_],
+) -> NDArray[np.float64]:
+    """For each selected pixel, the mean q_par of the selected pixels of its detector line.
+
+    A line is a column where q_perp changes more from row to row than from column to
+    column (the usual grazing-incidence set-up), else a row; the two sides of the direct
+    beam are separate lines.
+    """
+    q_perp = maps.q_perp_per_nm
+    along_rows = np.abs(np.diff(q_perp, axis=0))[selected[1:, :] & selected[:-1, :]]
+    along_cols = np.abs(np.diff(q_perp, axis=1))[selected[:, 1:] & selected[:, :-1]]
+    by_rows = float(np.median(along_rows)) if along_rows.size else 0.0
+    by_cols = float(np.median(along_cols)) if along_cols.size else 0.0
+    rows, cols = np.unravel_index(pixel_index, selected.shape)
+    line = cols if by_rows >= by_cols else rows
+    side = np.signbit(maps.q_par_per_nm.ravel()[pixel_index])
+    _, which = np.unique(2 * line + side, return_inverse=True)
+    count = np.bincount(which)
+    return np.asarray(np.bincount(which, weights=q_pixel) / count)[which]
 
 
 def _pixel_normalisation(

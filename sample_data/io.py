@@ -76,12 +76,7 @@ poni = "giwaxs.poni"
 incidence_angle_deg = 0.3
 q_perp_band_per_nm = "lowest"
 q_par_range_per_nm = [15.5, 23.5]
-# bins about 2 pixel columns wide: at n_bins = 300 a bin is narrower than a column here,
-# a column split between two bins gives each only some of its rows, and the rows differ
-# (dark below the horizon, bright in the Yoneda band), which spikes the cut. "auto" (139
-# bins here) narrows the broad early {200} lines by up to 3.5 %: kept at 150 until the
-# GIWAXS binning is fixed (the GISAXS cut uses the default "auto")
-n_bins = 150
+n_bins = "auto"
 peak_shape = "gaussian"
 peak_window_per_nm = [16.5, 23.5]
 resolution = "resolution_giwaxs.json"

@@ -46,6 +46,7 @@ class Setup:
         n_bins: int,
         *,
         fold: bool = True,
+        whole_lines: bool = True,
     ) -> CutPlan:
         return plan_cut(
             self.geometry,
@@ -55,6 +56,7 @@ class Setup:
             n_bins=n_bins,
             fold=fold,
             maps=self.maps,
+            whole_lines=whole_lines,
         )
 
     def pyfai_cut(
@@ -140,7 +142,7 @@ def test_cut_equals_pyfai_grazing_incidence(request, name, band, q_range, n_bins
     data = rng.poisson(
         rod_frame(setup, abs(q_range[0]) + 0.4 * (q_range[1] - q_range[0]), 0.05)
     ).astype(np.float64)
-    plan = setup.plan(band, q_range, n_bins, fold=False)
+    plan = setup.plan(band, q_range, n_bins, fold=False, whole_lines=False)
     ours = integrate_cut(plan, data)
     oracle = setup.pyfai_cut(data, band, q_range, n_bins)
 
@@ -171,7 +173,7 @@ def test_bin_positions_are_pyfais_mean_pixel_q(request, name, band, q_range, n_b
     # pyFAI's own per-pixel q, averaged per bin: integrating the q map and a frame of ones
     # gives sum(q) / sum(norm) and n / sum(norm), whose ratio is the mean q of the bin
     setup: Setup = request.getfixturevalue(name)
-    plan = setup.plan(band, q_range, n_bins, fold=False)
+    plan = setup.plan(band, q_range, n_bins, fold=False, whole_lines=False)
     q_map = setup.geometry.integrator().array_from_unit(
         unit=setup.geometry.unit("qip_nm^-1"), typ="center", scale=True
     )
@@ -219,6 +221,33 @@ def test_giwaxs_in_plane_peak_comes_out_at_its_q(giwaxs, n_bins):
     plan = giwaxs.plan(IN_PLANE_BAND, (17.0, 23.5), n_bins)
     cut = integrate_cut(plan, rod_frame(giwaxs, q0, 0.2))
     assert fitted_centre(cut, q0, 1.2) == pytest.approx(q0, rel=1e-3)
+
+
+def horizon_frame(setup: Setup, line: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A noise-free frame: `line` (per pixel, along q_par) times a bright band in q_perp.
+
+    Below and in the Yoneda band the rows of one detector column differ some tenfold, as
+    in a real GIWAXS frame near the horizon.
+    """
+    q_perp = setup.maps.q_perp_per_nm
+    band = 1.0 + 9.0 * np.exp(-0.5 * ((q_perp - 0.25) / 0.08) ** 2)
+    return line * band * setup.norm
+
+
+@pytest.mark.parametrize("n_bins", [123, 139, 150, 211])
+def test_whole_columns_keep_a_flat_cut_flat_where_the_rows_differ(giwaxs, n_bins):
+    # a bin that takes only some rows of a column gets a different mix of bright and dark
+    # rows than its neighbours: the pixel-by-pixel cut spikes, the whole-column cut not
+    frame = horizon_frame(giwaxs, np.full(giwaxs.geometry.detector.shape, 100.0))
+    spread = {}
+    for whole in (True, False):
+        cut = integrate_cut(
+            giwaxs.plan(IN_PLANE_BAND, (17.0, 23.5), n_bins, whole_lines=whole), frame
+        )
+        ratio = cut.intensity[1:] / cut.intensity[:-1]
+        spread[whole] = float(np.std(ratio))  # bin-to-bin roughness
+    assert spread[True] < 0.01
+    assert spread[False] > 5 * spread[True]
 
 
 def test_bad_pixels_of_a_frame_do_not_bias_the_cut(gisaxs):

@@ -179,8 +179,8 @@ def plan_cut(
     maps : QMaps or None
         Per-pixel q maps of `geometry`, if already computed (``geometry.q_maps()``).
     whole_lines : bool
-        True: the band's pixels of one detector line (a column, or a row where q_perp runs
-        along the rows) go to one bin as a whole, the bin of their mean q_par. A bin then
+        True: the band's pixels of one detector line (a column, or a row where q_par runs
+        along the columns) go to one bin as a whole, the bin of their mean q_par. A bin then
         never holds only some rows of a line: the rows of a line differ (horizon, Yoneda
         band), and bins that each took a different share of them spiked the cut and
         narrowed a fitted line by up to 4 %. False: each pixel goes to the bin of its own
@@ -240,7 +240,7 @@ def plan_cut(
     edges = np.linspace(q_range[0], q_range[1], n_bins + 1)
     q_pixel = q_par.ravel()[pixel_index]
     width = (q_range[1] - q_range[0]) / n_bins
-    q_assigned = _line_mean_q(maps, pixel_index, q_pixel, selected) if whole_lines else q_pixel
+    q_assigned = _line_q(maps, pixel_index, q_pixel, width) if whole_lines else q_pixel
     regular_bin = np.minimum(((q_assigned - q_range[0]) / width).astype(np.intp), n_bins - 1)
     bin_index, row = np.unique(regular_bin, return_inverse=True)
     n_pixels_per_bin = np.bincount(row, minlength=bin_index.size)
@@ -408,29 +408,28 @@ def map_2d(
     )
 
 
-def _line_mean_q(
+def _line_q(
     maps: QMaps,
     pixel_index: NDArray[np.intp],
     q_pixel: NDArray[np.float64],
-    selected: NDArray[np.bool_],
+    bin_width_per_nm: float,
 ) -> NDArray[np.float64]:
-    """For each selected pixel, the mean q_par of the selected pixels of its detector line.
+    """For each selected pixel, the q_par by which it is binned: its detector line's mean.
 
-    A line is a column where q_perp changes more from row to row than from column to
+    A line is a column where q_par changes less from row to row than from column to
     column (the usual grazing-incidence set-up), else a row; the two sides of the direct
-    beam are separate lines.
+    beam are separate lines. A pixel further than one bin width from its line's mean
+    q_par (a detector turned so that no axis follows q_perp) keeps its own q_par.
     """
-    q_perp = maps.q_perp_per_nm
-    along_rows = np.abs(np.diff(q_perp, axis=0))[selected[1:, :] & selected[:-1, :]]
-    along_cols = np.abs(np.diff(q_perp, axis=1))[selected[:, 1:] & selected[:, :-1]]
-    by_rows = float(np.median(along_rows)) if along_rows.size else 0.0
-    by_cols = float(np.median(along_cols)) if along_cols.size else 0.0
-    rows, cols = np.unravel_index(pixel_index, selected.shape)
-    line = cols if by_rows >= by_cols else rows
-    side = np.signbit(maps.q_par_per_nm.ravel()[pixel_index])
+    q_par = maps.q_par_per_nm
+    flat_rows, flat_cols = np.unravel_index(pixel_index, q_par.shape)
+    by_rows = np.abs(np.gradient(q_par, axis=0)).ravel()[pixel_index]
+    by_cols = np.abs(np.gradient(q_par, axis=1)).ravel()[pixel_index]
+    line = flat_cols if np.nanmedian(by_rows) <= np.nanmedian(by_cols) else flat_rows
+    side = np.signbit(q_par.ravel()[pixel_index])
     _, which = np.unique(2 * line + side, return_inverse=True)
-    count = np.bincount(which)
-    return np.asarray(np.bincount(which, weights=q_pixel) / count)[which]
+    line_q = (np.bincount(which, weights=q_pixel) / np.bincount(which))[which]
+    return np.where(np.abs(q_pixel - line_q) <= bin_width_per_nm, line_q, q_pixel)
 
 
 def _pixel_normalisation(

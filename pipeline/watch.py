@@ -479,12 +479,14 @@ class Watcher:
         """
         entries: list[JournalEntry] = []
         deadline = self._now() + self.settings.batch_s
-        while self._queue and (not entries or self._now() < deadline):
-            entries.append(self._reduce_next())
-        self.writer.append(entries)
-        with self.shared.lock:
-            self.shared.entries.extend(entries)
-            self.shared.version += 1
+        try:
+            while self._queue and (not entries or self._now() < deadline):
+                entries.append(self._reduce_next())
+        finally:  # a stop (Ctrl-C) mid-batch still writes what the journal holds
+            self.writer.append(entries)
+            with self.shared.lock:
+                self.shared.entries.extend(entries)
+                self.shared.version += 1
 
     def _reduce_next(self) -> JournalEntry:
         kind, ref, identity, error, frame = self._queue.popleft()

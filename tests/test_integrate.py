@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -29,8 +31,10 @@ NPT_OOP = 1000  # q_perp bins of the oracle's inner 2-D step
 class Setup:
     """A real detector geometry with its static (module gap) mask and q maps."""
 
-    def __init__(self, detector: DetectorGeometry) -> None:
-        self.geometry = GIGeometry.create(detector, incidence_angle_deg=0.3)
+    def __init__(self, detector: DetectorGeometry, sample_orientation: int | str = "auto") -> None:
+        self.geometry = GIGeometry.create(
+            detector, incidence_angle_deg=0.3, sample_orientation=sample_orientation
+        )
         self.mask: NDArray[np.bool_] = np.asarray(detector.pyfai_detector().mask, dtype=bool)
         self.maps: QMaps = self.geometry.q_maps()
         integrator = self.geometry.integrator()
@@ -234,20 +238,63 @@ def horizon_frame(setup: Setup, line: NDArray[np.float64]) -> NDArray[np.float64
     return line * band * setup.norm
 
 
-@pytest.mark.parametrize("n_bins", [123, 139, 150, 211])
-def test_whole_columns_keep_a_flat_cut_flat_where_the_rows_differ(giwaxs, n_bins):
-    # a bin that takes only some rows of a column gets a different mix of bright and dark
-    # rows than its neighbours: the pixel-by-pixel cut spikes, the whole-column cut not
-    frame = horizon_frame(giwaxs, np.full(giwaxs.geometry.detector.shape, 100.0))
-    spread = {}
-    for whole in (True, False):
-        cut = integrate_cut(
-            giwaxs.plan(IN_PLANE_BAND, (17.0, 23.5), n_bins, whole_lines=whole), frame
-        )
-        ratio = cut.intensity[1:] / cut.intensity[:-1]
-        spread[whole] = float(np.std(ratio))  # bin-to-bin roughness
-    assert spread[True] < 0.01
-    assert spread[False] > 5 * spread[True]
+@pytest.fixture(scope="module")
+def giwaxs_turned() -> Setup:
+    """A Pilatus 300K turned by 90 deg about the beam: q_par runs along its columns."""
+    detector = DetectorGeometry(
+        "Pilatus300k", 0.25, 0.02, 0.042, WAVELENGTH_M, rot3_rad=math.pi / 2
+    )
+    return Setup(detector, sample_orientation=1)
+
+
+# (setup, band, q_par range): whole lines are detector columns, or rows when turned
+WHOLE_LINE_CASES = [
+    ("giwaxs", IN_PLANE_BAND, (17.0, 23.5)),
+    ("giwaxs_turned", (0.3, 0.8), (3.0, 12.0)),
+]
+
+
+def _roughness_and_bins(
+    setup: Setup, band, q_range, columns_per_bin: float, *, whole_lines: bool
+) -> tuple[float, int]:
+    """Bin-to-bin roughness of the cut of a flat frame whose rows differ, and bins kept."""
+    q_par = setup.maps.q_par_per_nm
+    step = max(float(np.nanmedian(np.abs(np.diff(q_par, axis=a)))) for a in (0, 1))  # a line
+    n_bins = round((q_range[1] - q_range[0]) / (columns_per_bin * step))
+    frame = horizon_frame(setup, np.full(setup.geometry.detector.shape, 100.0))
+    plan = setup.plan(band, q_range, n_bins, whole_lines=whole_lines)
+    cut = integrate_cut(plan, frame)
+    return float(np.std(cut.intensity[1:] / cut.intensity[:-1])), plan.n_bins
+
+
+@pytest.mark.parametrize(("name", "band", "q_range"), WHOLE_LINE_CASES)
+@pytest.mark.parametrize("columns_per_bin", [1.6, 2.07, 2.5, 3.3])
+def test_whole_lines_keep_a_flat_cut_flat_where_the_rows_differ(
+    request, name, band, q_range, columns_per_bin
+):
+    setup: Setup = request.getfixturevalue(name)
+    rough, kept = _roughness_and_bins(setup, band, q_range, columns_per_bin, whole_lines=True)
+    assert rough < 0.01
+    _, kept_pixels = _roughness_and_bins(setup, band, q_range, columns_per_bin, whole_lines=False)
+    assert kept >= kept_pixels - 2  # lines never pile up into a few bins
+
+
+@pytest.mark.parametrize(("name", "band", "q_range"), WHOLE_LINE_CASES)
+def test_bins_that_split_lines_spike_the_cut(request, name, band, q_range):
+    # why whole lines: a bin that takes only some rows of a line gets another mix of bright
+    # and dark rows than its neighbours (about 2 lines a bin splits many of them)
+    setup: Setup = request.getfixturevalue(name)
+    split, _ = _roughness_and_bins(setup, band, q_range, 2.07, whole_lines=False)
+    whole, _ = _roughness_and_bins(setup, band, q_range, 2.07, whole_lines=True)
+    assert split > 3 * whole
+
+
+def test_a_band_one_row_high_keeps_its_bins(giwaxs):
+    # one row of the band per column (two in a few bins): whole lines change nothing
+    thin = (0.30, 0.32)
+    plans = [giwaxs.plan(thin, (17.0, 23.5), 150, whole_lines=w) for w in (True, False)]
+    assert plans[0].n_bins == plans[1].n_bins > 100
+    np.testing.assert_allclose(plans[0].q_par_per_nm, plans[1].q_par_per_nm)
 
 
 def test_bad_pixels_of_a_frame_do_not_bias_the_cut(gisaxs):

@@ -29,7 +29,9 @@ from ewokscore import Task
 from detectors.errors import ConfigError
 from detectors.io import FrameRef
 from pipeline.config import Config, Kind
-from pipeline.reducer import FrameReducer, RunClock, settings_fingerprint
+from pipeline.fingerprint import settings_fingerprint
+from pipeline.io import package_version
+from pipeline.reducer import FrameReducer, RunClock
 
 #: Plans kept per worker process, keyed by (kind, settings fingerprint).
 MAX_CACHED_PLANS = 4
@@ -71,7 +73,7 @@ def persistent_reducer(config: Config, kind: Kind) -> FrameReducer:
     if settings is None:
         msg = f"{config.source}: no [{kind}] table"
         raise ConfigError(msg)
-    key = (kind, settings_fingerprint(settings, config))
+    key = (kind, settings_fingerprint(settings, config, version=package_version()))
     with _CACHE_LOCK:
         reducer = _CACHE.get(key)
         if reducer is None:

@@ -7,9 +7,12 @@ orientation), the mask's contents, the input files' identity (size, modification
 and SHA-256) and the package version. Change any of them and the frames it touches are
 reduced again.
 
-Everything here is pure: callers read the files (:func:`pipeline.io.file_identity`) and
-pass what they hold. Watch mode and the batch share :func:`plan_fingerprint` and
-:func:`chunk_fingerprint`.
+The batch keys its checkpoints by :func:`plan_fingerprint` and :func:`chunk_fingerprint`;
+a :class:`~pipeline.reducer.FrameReducer` (watch mode's journal, the ewoks workers' plan
+cache) by :func:`settings_fingerprint`, which needs no plan and so can key the plan's own
+cache. Apart from :func:`settings_fingerprint`, which reads the files the settings name,
+everything here is pure: callers read the files (:func:`pipeline.io.file_identity`) and
+pass what they hold.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from scipy import sparse
 
 from detectors.io import FrameRef
-from pipeline.config import DetectorSettings
+from pipeline.config import Config, DetectorSettings
 from pipeline.reduce import ReductionPlan
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -119,6 +122,52 @@ def fingerprint(*parts: object) -> str:
     """
     text = json.dumps(canonical(parts), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def settings_fingerprint(settings: DetectorSettings, config: Config, *, version: str) -> str:
+    """Digest of everything a detector's plan is built from, without building it.
+
+    The detector table's values (not its frame globs: which frames are reduced does not
+    change how), the Scherrer settings, the bytes of the files the table names (PONI,
+    mask, resolution) and the package version: two reducers with equal fingerprints give
+    equal results.
+
+    Parameters
+    ----------
+    settings : DetectorSettings
+        The detector's settings.
+    config : Config
+        The run (for the Scherrer settings).
+    version : str
+        Version of the package that reduces.
+
+    Returns
+    -------
+    str
+        SHA-256 hex digest (64 hexadecimal digits).
+
+    Examples
+    --------
+    >>> from pipeline.config import config_from_dict
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.poni").write_text("Distance: 0.5")
+    >>> cfg = config_from_dict({"schema_version": 1, "gisaxs": {"frames": ["*.cbf"],
+    ...     "poni": "a.poni", "incidence_angle_deg": 0.3}}, base_dir=folder, source="a.toml")
+    >>> key = settings_fingerprint(cfg.detectors[0], cfg, version="1.0")
+    >>> len(key), key == settings_fingerprint(cfg.detectors[0], cfg, version="1.0")
+    (64, True)
+    """
+    files: list[str] = []
+    for path in (settings.poni, settings.mask, settings.resolution):
+        if path is not None:
+            try:
+                files.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+            except OSError:
+                files.append(f"missing:{path}")
+    table = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    table.pop("frames")
+    return fingerprint("settings", version, table, config.scherrer, files)
 
 
 def plan_fingerprint(plan: ReductionPlan, settings: DetectorSettings, *, version: str) -> str:

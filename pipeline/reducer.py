@@ -16,78 +16,15 @@ the same frames and gives the same numbers as ``gixs reduce`` for the same frame
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 from detectors.errors import FrameReadError
 from detectors.io import Frame, FrameRef
 from pipeline.config import Config, DetectorSettings, Kind
+from pipeline.fingerprint import settings_fingerprint
 from pipeline.reduce import FrameResult, ReductionPlan, reduce_frame, unreadable_frame
 from pipeline.timeseries import FLAG_TIME_FROM_ORDER
-
-
-def settings_fingerprint(settings: DetectorSettings, config: Config) -> str:
-    """A SHA-256 fingerprint of everything a detector's plan is built from.
-
-    The settings' values, the bytes of the files they name (PONI, mask, resolution) and the
-    Scherrer constant: two reducers with equal fingerprints give equal results.
-
-    Parameters
-    ----------
-    settings : DetectorSettings
-        The detector's settings.
-    config : Config
-        The run (for the Scherrer settings).
-
-    Returns
-    -------
-    str
-        64 hexadecimal digits.
-
-    Examples
-    --------
-    >>> from pipeline.config import config_from_dict
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "a.poni").write_text("Distance: 0.5")
-    >>> cfg = config_from_dict({"schema_version": 1, "gisaxs": {"frames": ["*.cbf"],
-    ...     "poni": "a.poni", "incidence_angle_deg": 0.3}}, base_dir=folder, source="a.toml")
-    >>> key = settings_fingerprint(cfg.detectors[0], cfg)
-    >>> len(key), key == settings_fingerprint(cfg.detectors[0], cfg)
-    (64, True)
-    """
-    digest = hashlib.sha256()
-    values = _plain(settings)
-    values.pop("frames", None)  # which frames are reduced does not change how
-    digest.update(json.dumps(values, sort_keys=True).encode())
-    digest.update(json.dumps(_plain(config.scherrer), sort_keys=True).encode())
-    for path in (settings.poni, settings.mask, settings.resolution):
-        if path is not None:
-            try:
-                digest.update(Path(path).read_bytes())
-            except OSError:
-                digest.update(f"missing:{path}".encode())
-    return digest.hexdigest()
-
-
-def _plain(obj: object) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if not is_dataclass(obj):
-        return out
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        out[f.name] = (
-            str(value)
-            if isinstance(value, Path)
-            else list(value)
-            if isinstance(value, tuple)
-            else value
-        )
-    return out
 
 
 @dataclass(slots=True)
@@ -177,8 +114,8 @@ class FrameReducer:
     plan : ReductionPlan
         The detector's plan (:func:`pipeline.io.load_plan`).
     fingerprint : str
-        Fingerprint of the settings the plan was built from (:func:`settings_fingerprint`;
-        "" when unknown).
+        Fingerprint of the settings the plan was built from
+        (:func:`pipeline.fingerprint.settings_fingerprint`; "" when unknown).
     clock : RunClock or None
         The run's time axis, shared by its detectors (a new one when None).
     cold_every : int or None
@@ -187,6 +124,7 @@ class FrameReducer:
 
     Examples
     --------
+    >>> from pathlib import Path
     >>> from pipeline.io import load_config
     >>> config = load_config(Path("sample_data/demo/demo.toml"))
     >>> reducer = FrameReducer.from_settings(config.settings("gisaxs"), config)
@@ -226,13 +164,13 @@ class FrameReducer:
         ConfigError, GeometryError
             For settings or geometry files that are bad.
         """
-        from pipeline.io import load_plan  # pipeline.io imports the reduce stage
+        from pipeline.io import load_plan, package_version  # pipeline.io imports reduce
 
         clock = clock if clock is not None else RunClock()
         clock.period_s.setdefault(settings.kind, settings.exposure_period_s)
         return cls(
             load_plan(settings, config),
-            fingerprint=settings_fingerprint(settings, config),
+            fingerprint=settings_fingerprint(settings, config, version=package_version()),
             clock=clock,
             cold_every=cold_every,
         )

@@ -13,8 +13,9 @@ from detectors.errors import FrameReadError
 from detectors.io import FrameRef, write_cbf
 from pipeline.batch import CHUNK_FRAMES, reduce_chunk
 from pipeline.checks import FLAG_ALL_ZERO
+from pipeline.fingerprint import settings_fingerprint
 from pipeline.io import load_config
-from pipeline.reducer import FrameReducer, Reduced, RunClock, settings_fingerprint
+from pipeline.reducer import FrameReducer, Reduced, RunClock
 from pipeline.results_file import Journal, JournalEntry, ResultsWriter, read_results, write_results
 
 DEMO = Path(__file__).resolve().parents[1] / "sample_data" / "demo"
@@ -70,22 +71,21 @@ def test_run_clock_is_fixed_by_the_first_frame_and_extends(config):
 
 
 def test_fingerprint_changes_with_any_setting_or_geometry_file(config, tmp_path):
-    settings = config.settings("gisaxs")
-    key = settings_fingerprint(settings, config)
     from dataclasses import replace
 
-    assert settings_fingerprint(replace(settings, incidence_angle_deg=0.31), config) != key
-    assert settings_fingerprint(replace(settings, n_bins=299), config) != key
-    assert (
-        settings_fingerprint(
-            settings, replace(config, scherrer=replace(config.scherrer, k_factor=0.9))
-        )
-        != key
-    )
+    def key_of(settings, run=config, version="1.0"):
+        return settings_fingerprint(settings, run, version=version)
+
+    settings = config.settings("gisaxs")
+    key = key_of(settings)
+    assert key_of(replace(settings, incidence_angle_deg=0.31)) != key
+    assert key_of(replace(settings, n_bins=299)) != key
+    assert key_of(settings, replace(config, scherrer=replace(config.scherrer, k_factor=0.9))) != key
+    assert key_of(settings, version="1.1") != key  # another release may reduce otherwise
     poni = tmp_path / "g.poni"
-    poni.write_text(settings.poni.read_text().replace("Distance", "Distance", 1) + "\n# moved\n")
-    assert settings_fingerprint(replace(settings, poni=poni), config) != key
-    assert settings_fingerprint(replace(settings, frames=("x/*.cbf",)), config) == key
+    poni.write_text(settings.poni.read_text() + "\n# moved\n")
+    assert key_of(replace(settings, poni=poni)) != key
+    assert key_of(replace(settings, frames=("x/*.cbf",))) == key
 
 
 @pytest.mark.parametrize(

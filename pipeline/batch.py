@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from detectors.errors import ConfigError, FrameReadError
-from detectors.io import FrameRef, read_frame
+from detectors.io import Frame, FrameRef, read_frame
 from pipeline import plots
 from pipeline.checks import is_input_problem
 from pipeline.config import Config, Kind
@@ -213,7 +213,9 @@ def _reduce_locked(
         frames = [
             ref for ref in expand_frames(settings, shape=shape) if not _is_inside(ref.path, out_dir)
         ]
-        check_first_frames(frames, shape=shape, kind=settings.kind)
+        check_first_frames(
+            frames, shape=shape, kind=settings.kind, period_s=settings.exposure_period_s
+        )
         for i in range(0, len(frames), CHUNK_FRAMES):
             work.append((settings.kind, i // CHUNK_FRAMES, tuple(frames[i : i + CHUNK_FRAMES])))
     n_total = sum(len(refs) for _, _, refs in work)
@@ -280,33 +282,56 @@ def _reduce_locked(
     )
 
 
-def check_first_frames(frames: Sequence[FrameRef], *, shape: tuple[int, int], kind: Kind) -> None:
-    """Refuse, in one line, a detector whose first and last frames both fail to read.
+def check_first_frames(
+    frames: Sequence[FrameRef], *, shape: tuple[int, int], kind: Kind, period_s: float | None
+) -> None:
+    """Refuse, in one line, a detector whose frames cannot be read or cannot be timed.
 
     A wrong detector (frame shape) or a wrong ``h5_dataset`` fails on every frame; this
     says so once, before any work, instead of one line per frame. A single bad frame
-    (truncated, say) is flagged by the run as usual.
+    (truncated, say) is flagged by the run as usual. Frames that carry neither a time
+    stamp nor a frame period (first and last alike), with no ``exposure_period_s`` set,
+    would give a run without a time axis.
+
+    Parameters
+    ----------
+    frames : sequence of FrameRef
+        The detector's frames, in acquisition order.
+    shape : tuple of int
+        The detector's frame shape.
+    kind : {"gisaxs", "giwaxs"}
+        The detector, for the message.
+    period_s : float or None
+        The configured ``exposure_period_s``, in s.
 
     Raises
     ------
     ConfigError
-        If the first and the last frame of the detector cannot be read.
+        If the first and the last frame cannot be read, or neither carries a time.
     """
     if not frames:
         return
     errors: list[FrameReadError] = []
+    read: list[Frame] = []
     for ref in dict.fromkeys((frames[0], frames[-1])):
         try:
-            read_frame(ref, shape=shape)
+            read.append(read_frame(ref, shape=shape))
         except FrameReadError as err:
             errors.append(err)
-        else:
-            return
-    msg = (
-        f"[{kind}] no frame can be read ({len(frames)} listed; the first and the last "
-        f"fail): {errors[0]}; check the detector, h5_dataset and frames settings"
-    )
-    raise ConfigError(msg)
+    if not read:
+        msg = (
+            f"[{kind}] no frame can be read ({len(frames)} listed; the first and the last "
+            f"fail): {errors[0]}; check the detector, h5_dataset and frames settings"
+        )
+        raise ConfigError(msg)
+    untimed = all(f.meta.epoch_s is None and f.meta.period_s is None for f in read)
+    if untimed and period_s is None:
+        msg = (
+            f"[{kind}] the frames carry no time stamp and no frame period ({read[0].meta.path} "
+            f"and the last alike): set exposure_period_s = <seconds from one frame to the "
+            f"next> in [{kind}] to time them by their order"
+        )
+        raise ConfigError(msg)
 
 
 def output_bytes(

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from detectors.errors import ConfigError
 from pipeline.integrate import CutPlan
+from pipeline.varpro import MIN_POINTS
 
 #: Codes of frames whose data cannot be reduced (each counts as a bad frame).
 FLAG_ALL_ZERO = "frame_all_zero"
@@ -42,6 +43,8 @@ MIN_VALID_FRACTION = 0.5
 MAX_MASKED_FRACTION = 0.75
 #: A fit window must hold at least this many bins of the cut.
 MIN_WINDOW_BINS = 5
+#: A user mask that leaves fewer than this fraction of the cut's bins is refused.
+MIN_KEPT_BIN_FRACTION = 0.5
 
 
 def flag_code(flag: str) -> str:
@@ -231,6 +234,54 @@ def check_fit_window(
         f"(q_par_range_per_nm, clipped to what the detector reaches); set {key} inside it"
     )
     raise ConfigError(msg)
+
+
+def check_cut_bins(
+    cut: CutPlan,
+    *,
+    where: str,
+    unmasked_bins: int | None = None,
+    mask_file: Path | None = None,
+    fix: str = "",
+) -> None:
+    """Refuse a cut with too few q_par bins to fit rods or the {200} line.
+
+    Parameters
+    ----------
+    cut : CutPlan
+        The planned cut (its bins are those with a pixel left).
+    where : str
+        Where the settings are ("[gisaxs] in run.toml", "gixs inspect").
+    unmasked_bins : int or None
+        Bins of the same cut without the user mask (None: no user mask).
+    mask_file : Path or None
+        The user mask, for the message.
+    fix : str
+        How to invert the mask, for the message.
+
+    Raises
+    ------
+    ConfigError
+        If the user mask leaves fewer than :data:`MIN_KEPT_BIN_FRACTION` of the bins the
+        cut has without it, or the cut has fewer bins than a fit needs
+        (:data:`pipeline.varpro.MIN_POINTS`).
+    """
+    kept = cut.n_bins
+    lo, hi = cut.q_par_range_per_nm
+    if unmasked_bins and mask_file is not None and kept < MIN_KEPT_BIN_FRACTION * unmasked_bins:
+        msg = (
+            f"{where} mask {mask_file} leaves {kept} of the {unmasked_bins} q_par bins of the "
+            f"cut ({lo:g}-{hi:g} nm^-1 in the q_perp band): too few to fit; if it was written "
+            f"as 1 = good pixel, {fix}; else open the mask over the band"
+        )
+        raise ConfigError(msg)
+    if kept < MIN_POINTS:
+        msg = (
+            f"{where} the cut has {kept} q_par bins ({cut.bin_edges_per_nm.size - 1} over "
+            f"{lo:g}-{hi:g} nm^-1, those with pixels kept); the fits need at least "
+            f'{MIN_POINTS}: raise n_bins (or use n_bins = "auto") or widen q_par_range_per_nm'
+        )
+        raise ConfigError(msg)
 
 
 def check_user_mask(

@@ -11,8 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from calibration.io import load_resolution
 from detectors.io import FrameRef, read_frame
+from pipeline.checks import check_cut_bins
 from pipeline.config import (
     KIND_DEFAULTS,
     DetectorSettings,
@@ -23,7 +27,7 @@ from pipeline.config import (
 )
 from pipeline.cuts import frame_kind, q_par_coverage_per_nm
 from pipeline.io import load_geometry, load_static_mask
-from pipeline.reduce import plan_reduction, reduce_frame, resolve_band
+from pipeline.reduce import ReductionPlan, plan_reduction, reduce_frame, resolve_band
 from pipeline.timeseries import SeriesRow, row_from_result
 
 
@@ -123,11 +127,17 @@ def inspect_frame(
         )
         q_par_range_per_nm = (max(lo, reach_lo), min(hi, reach_hi))
     settings = replace(settings, q_par_range_per_nm=q_par_range_per_nm)
-    plan = plan_reduction(
-        settings,
-        geometry=geometry,
-        static_mask=static,
-        resolution=None if resolution is None else load_resolution(resolution),
-        scherrer=ScherrerSettings(method=scherrer_method, k_factor=k_factor),
-    )
+
+    def plan_with(static_mask: NDArray[np.bool_]) -> ReductionPlan:
+        return plan_reduction(
+            settings,
+            geometry=geometry,
+            static_mask=static_mask,
+            resolution=None if resolution is None else load_resolution(resolution),
+            scherrer=ScherrerSettings(method=scherrer_method, k_factor=k_factor),
+        )
+
+    plan = plan_with(static)
+    unmasked = None if mask is None else plan_with(geometry.detector.gap_mask()).cut.n_bins
+    check_cut_bins(plan.cut, where="gixs inspect", unmasked_bins=unmasked, mask_file=mask, fix=fix)
     return row_from_result(reduce_frame(frame, plan), 0.0)

@@ -37,7 +37,7 @@ from calibration.io import load_poni, load_resolution
 from detectors.errors import ConfigError, FrameReadError, GeometryError, OutputError
 from detectors.io import FrameRef, list_frames, natural_key, read_frame, read_mask_file
 from pipeline.checkpoints import CheckpointFormatError, decode, encode
-from pipeline.checks import check_fit_window, check_user_mask
+from pipeline.checks import check_cut_bins, check_fit_window, check_user_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
 from pipeline.fingerprint import FileIdentity
 from pipeline.fits import PeakFit, RodFit
@@ -177,7 +177,8 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
     ------
     ConfigError
         For a user mask of the wrong polarity (hiding most of the detector or the whole
-        cut band) or a fit window outside the cut, naming the file and the key.
+        cut band), a cut with too few bins to fit (a mask that hides most of the band, a
+        tiny n_bins) or a fit window outside the cut, naming the file and the key.
     """
     geometry = load_geometry(settings)
     resolution = None if settings.resolution is None else load_resolution(settings.resolution)
@@ -205,6 +206,8 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
             band=band.reshape(mask.shape),
         )  # fmt: skip
         raise
+    unmasked = None if settings.mask is None else plan_with(geometry.detector.gap_mask()).cut.n_bins
+    check_cut_bins(plan.cut, where=where, unmasked_bins=unmasked, mask_file=settings.mask, fix=fix)
     if settings.kind == "gisaxs":
         check_fit_window(settings.q1_window_per_nm, plan.cut, key="q1_window_per_nm", where=where)
     else:

@@ -127,6 +127,9 @@ class FrameResult:
         The Scherrer constant K used (NaN for GISAXS frames).
     flags : tuple of str
         Short reasons a user reads ("read_error: ...", "rod_fit: ...").
+    dataset : str
+        HDF5 dataset the frame came from ("" for a one-image file): with `path` and
+        `frame_index` (which counts within the dataset) it names the frame.
     """
 
     kind: Kind
@@ -153,6 +156,7 @@ class FrameResult:
     scherrer_method: str = ""
     k_factor: float = math.nan
     flags: tuple[str, ...] = ()
+    dataset: str = ""
 
     @property
     def read_ok(self) -> bool:
@@ -281,6 +285,7 @@ def reduce_frame(
         "position": meta.position,
         "intensity": cut.intensity,
         "sigma": cut.sigma,
+        "dataset": meta.dataset or "",
     }
     if problem is not None:  # no data to fit: flagged as what it is, never "no rod"
         return FrameResult(**common, flags=(problem,))  # type: ignore[arg-type]
@@ -428,4 +433,5 @@ def unreadable_frame(ref: FrameRef, plan: ReductionPlan, message: str) -> FrameR
         intensity=nan,
         sigma=nan,
         flags=(f"read_error: {message}",),
+        dataset=ref.dataset or "",
     )

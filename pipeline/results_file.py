@@ -19,7 +19,8 @@ along its first axis, so that a watched run appends to the same layout a batch w
                                  order they were written: time order in a batch, arrival
                                  order in watch mode; :func:`read_results` sorts them)
     /entry/journal       NXcollection  what was appended: detector, file, frame,
-                                 file_identity, reason ("" for a good frame)
+                                 file_identity, reason ("" for a good frame), dataset
+                                 (HDF5 dataset of the frame, "" for a one-image file)
     /entry/reduction     NXprocess  program, version, date, config (NXnote, TOML), inputs
                                     (NXnote: file names + sha256), package versions, settings
                                     (with each detector's settings fingerprint)
@@ -133,9 +134,13 @@ class JournalEntry:
     checksum: str = ""
 
     @property
-    def key(self) -> tuple[str, int, str]:
-        """(file, frame index, file identity): a frame is in the output once per key."""
-        return (self.reduced.result.path, self.reduced.result.frame_index, self.identity)
+    def key(self) -> tuple[str, str, int, str]:
+        """(file, dataset, frame index, file identity): a frame is in the output once per key.
+
+        The dataset counts: frame 0 of scan /2.1 is another frame than frame 0 of /1.1.
+        """
+        result = self.reduced.result
+        return (result.path, result.dataset, result.frame_index, self.identity)
 
     @property
     def reason(self) -> str:
@@ -298,6 +303,7 @@ class ResultsWriter:
             columns.add("entry/journal/frame", result.frame_index)
             columns.add("entry/journal/file_identity", _fixed(entry.identity, "identity"))
             columns.add("entry/journal/reason", _fixed(entry.reason, "flags"))
+            columns.add("entry/journal/dataset", _fixed(result.dataset, "file"))
             if entry.checksum:
                 columns.add("entry/reduction/inputs/file_name", _fixed(result.path, "file"))
                 columns.add("entry/reduction/inputs/checksum", _fixed(entry.checksum, "identity"))
@@ -405,13 +411,14 @@ class ResultsData:
     cuts : dict of kind to (q_par, time, intensity, intensity_errors)
         Each detector's cuts: q_par [n_q] in nm^-1, time [n] in s, intensity and its
         errors [n, n_q], in acquisition (append) order.
-    journal : list of (detector, file, frame, file_identity, reason)
-        What was appended, in append order.
+    journal : list of (detector, file, frame, file_identity, reason, dataset)
+        What was appended, in append order (dataset: the HDF5 dataset, "" for a one-image
+        file; frame counts within it).
     """
 
     rows: list[SeriesRow]
     cuts: dict[str, tuple[NDArray[np.float64], ...]]
-    journal: list[tuple[str, str, int, str, str]]
+    journal: list[tuple[str, str, int, str, str, str]]
 
 
 def read_results(path: Path, *, swmr: bool = True) -> ResultsData:
@@ -466,6 +473,7 @@ def read_results(path: Path, *, swmr: bool = True) -> ResultsData:
                     int(j["frame"][i]),
                     _text(j["file_identity"][i]),
                     _text(j["reason"][i]),
+                    _text(j["dataset"][i]) if "dataset" in j else "",
                 )
                 for i in range(m)
             ]
@@ -571,6 +579,7 @@ def _create_layout(
     _grow(journal, "frame", dtype=np.int64)
     _grow(journal, "file_identity", text="identity")
     _grow(journal, "reason", text="flags")
+    _grow(journal, "dataset", text="file")
     _write_process(entry, config, plans, fingerprints, now)
 
 

@@ -202,7 +202,7 @@ class Watcher:
         self.plans: dict[Kind, ReductionPlan] = {k: r.plan for k, r in self.reducers.items()}
         fingerprints = {k: r.fingerprint for k, r in self.reducers.items()}
         self.journal = Journal(self.out_dir / JOURNAL_NAME, fingerprints)
-        self.done: set[tuple[str, int, str]] = set()
+        self.done: set[tuple[str, str, int, str]] = set()
         last: dict[Kind, Reduced] = {}
         for entry in self.journal.entries:
             self.done.add(entry.key)
@@ -229,7 +229,7 @@ class Watcher:
         self._candidates: dict[Path, _Candidate] = {}
         self._finished: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime) when taken
         self._queue: deque[tuple[Kind, FrameRef, str, str, Frame | None]] = deque()
-        self._queued: set[tuple[str, int, str]] = set()
+        self._queued: set[tuple[str, str, int, str]] = set()
         self._stop = threading.Event()
         self._seen = len(self.journal.entries)
         self._bad = sum(1 for e in self.journal.entries if not e.reduced.result.input_ok)
@@ -458,7 +458,7 @@ class Watcher:
             refs = [FrameRef(cand.path, 0, det.h5_dataset)]
         identity = _identity(cand.path, is_h5)
         for ref in refs:
-            key = (str(ref.path), ref.frame_index, identity)
+            key = _frame_key(ref, identity)
             if key in self.done or key in self._queued:
                 continue
             self._queued.add(key)
@@ -501,7 +501,7 @@ class Watcher:
         checksum = identity if ref.frame_index == 0 and not identity.startswith("inode:") else ""
         entry = JournalEntry(reduced, self._display(result), identity, checksum)
         self.journal.append(entry)
-        key = (str(ref.path), ref.frame_index, identity)
+        key = _frame_key(ref, identity)
         self._queued.discard(key)
         self.done.add(key)
         if not result.input_ok:
@@ -559,6 +559,11 @@ def write_run_outputs(
         png = out_dir / f"{name}.png"
         save_figure(fig, png.with_suffix(".tmp.png"))
         os.replace(png.with_suffix(".tmp.png"), png)
+
+
+def _frame_key(ref: FrameRef, identity: str) -> tuple[str, str, int, str]:
+    """The journal's key of a frame not reduced yet (:attr:`JournalEntry.key`)."""
+    return (str(ref.path), ref.dataset or "", ref.frame_index, identity)
 
 
 def _identity(path: Path, is_h5: bool) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from detectors.errors import OutputError
+from detectors.io import FrameRef, read_frame
 from pipeline.batch import reduce_run
 from pipeline.cli import EXIT_OK, EXIT_SOME_FRAMES_BAD, EXIT_USAGE
 from pipeline.io import LOCK_NAME, load_config, read_lock_holder, write_csv
@@ -431,6 +432,64 @@ def test_a_mask_hiding_the_whole_band_is_refused_by_name(run, tmp_path):
     assert "band.npy" in line
     assert "every pixel of the cut band" in line
     assert "mask_invert = true" in line
+
+
+@pytest.mark.parametrize("kept_fraction", [0.1, 0.3])
+def test_a_mask_leaving_a_few_bins_of_the_band_is_refused_not_no_rod(run, tmp_path, kept_fraction):
+    # an inverted beamstop mask hides most of the band but less than 75 % of the detector:
+    # a cut of a few bins would come out "none" with exit 0
+    from pipeline.io import load_plan
+
+    config = load_config(write_config(run, gisaxs={}))
+    plan = load_plan(config.detectors[0], config)
+    mask = np.zeros((195, 1475), dtype=np.uint8)
+    rows, cols = np.unravel_index(plan.cut.pixel_index, mask.shape)
+    lo, hi = np.quantile(cols, [0.5 - kept_fraction / 2, 0.5 + kept_fraction / 2])
+    hidden = (cols < lo) | (cols > hi)
+    mask[rows[hidden], cols[hidden]] = 1
+    mask[:, :200] = 1  # and some more, still far from 75 % of the detector
+    np.save(run / "partial.npy", mask)
+    done = gixs("reduce", write_config(run, gisaxs={"mask": "partial.npy"}), "--out",
+                tmp_path / "o", "--quiet")  # fmt: skip
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = error_lines(done)
+    assert "partial.npy" in line
+    assert "q_par bins" in line
+    assert "mask_invert = true" in line
+
+
+@pytest.mark.parametrize("n_bins", [10, 11])
+def test_a_cut_of_fewer_bins_than_a_fit_needs_is_refused(run, tmp_path, n_bins):
+    done = gixs("reduce", write_config(run, gisaxs={"n_bins": n_bins}), "--out",
+                tmp_path / "o", "--quiet")  # fmt: skip
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = error_lines(done)
+    assert f"the cut has {n_bins} q_par bins" in line
+    assert "n_bins" in line
+    done = gixs("reduce", write_config(run, gisaxs={"n_bins": 12}), "--out",
+                tmp_path / "p", "--quiet")  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+
+
+def test_frames_without_any_time_need_an_exposure_period(run, tmp_path):
+    # TIFFs written by fabio carry no header time and no period: without exposure_period_s
+    # the run would have no time axis (empty time_s, an empty rods-vs-time plot)
+    (run / "tif").mkdir()
+    for i, name in enumerate(GISAXS):
+        data = read_frame(FrameRef(run / "gisaxs" / name)).data
+        fabio.tifimage.TifImage(data=data.astype(np.int32)).write(str(run / "tif" / f"f_{i}.tif"))
+    config = write_config(run, gisaxs={"frames": ["tif/*.tif"]})
+    done = gixs("reduce", config, "--out", tmp_path / "o", "--quiet")
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = error_lines(done)
+    assert "no time stamp" in line
+    assert "exposure_period_s" in line
+    config = write_config(run, gisaxs={"frames": ["tif/*.tif"], "exposure_period_s": 7.5})
+    done = gixs("reduce", config, "--out", tmp_path / "p", "--quiet")
+    assert done.returncode == EXIT_OK, done.stderr
+    rows = read_csv(tmp_path / "p" / "summary.csv")
+    assert [float(r["time_s"]) for r in rows] == [7.5 * i for i in range(len(GISAXS))]
+    assert all("time_from_order" in r["flags"] for r in rows)
 
 
 # --- input problems are named, never "no rod" ------------------------------------

@@ -148,7 +148,7 @@ def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
     seen, reads = map(int, reader.communicate(timeout=30)[0].split())
     assert proc.returncode == 1, err  # some frames bad
     result = read_results(out / "results.h5")
-    keys = [(d, f, i) for d, f, i, _, _ in result.journal]
+    keys = [(d, f, i) for d, f, i, _, _, _ in result.journal]
     assert len(keys) == len(set(keys)) == len(good) + 4  # none twice
     rows = {(r.detector, r.file): r for r in result.rows}
     t0 = read_frame(good[0]).meta.epoch_s  # the first frame written fixes time zero
@@ -156,7 +156,7 @@ def test_bad_frames_and_kill_9_restarts_lose_nothing(tmp_path):
         row = rows[(source.parent.name, f"{source.parent.name}/{source.name}")]
         assert "read_error" not in row.flags
         assert row.time_s == pytest.approx(read_frame(source).meta.epoch_s - t0)
-    reasons = {f: reason for _, f, _, _, reason in result.journal if reason}
+    reasons = {f: reason for _, f, _, _, reason, _ in result.journal if reason}
     names = {Path(f).name: r for f, r in reasons.items()}
     assert "truncated" in names["gisaxs_10001.cbf"]
     assert "not a CBF" in names["gisaxs_10002.cbf"] or "CBF" in names["gisaxs_10002.cbf"]
@@ -207,14 +207,14 @@ def test_sigterm_stops_cleanly_a_restart_adds_only_new_frames_other_settings_ref
     assert str(out) in err
 
 
-def _bliss_append(path: Path, frames: list[Path]) -> None:
-    """Append frames to a BLISS-like HDF5 scan file (created when absent), then close it."""
+def _bliss_append(path: Path, frames: list[Path], scan_name: str = "1.1") -> None:
+    """Append frames to a scan of a BLISS-like HDF5 file (created when absent), then close it."""
     from detectors.io import read_frame
 
     data = [read_frame(f) for f in frames]
     with h5py.File(path, "a") as fh:
-        if "1.1" not in fh:
-            scan = fh.create_group("1.1")
+        if scan_name not in fh:
+            scan = fh.create_group(scan_name)
             scan.create_dataset(
                 "instrument/pilatus/data",
                 shape=(0, 195, 1475),
@@ -223,8 +223,9 @@ def _bliss_append(path: Path, frames: list[Path]) -> None:
                 chunks=(1, 195, 1475),
             )
             scan.create_dataset("measurement/epoch", shape=(0,), maxshape=(None,), dtype=float)
-            scan["measurement/pilatus"] = h5py.SoftLink("/1.1/instrument/pilatus/data")
-        stack, epoch = fh["1.1/instrument/pilatus/data"], fh["1.1/measurement/epoch"]
+            scan["measurement/pilatus"] = h5py.SoftLink(f"/{scan_name}/instrument/pilatus/data")
+        stack = fh[f"{scan_name}/instrument/pilatus/data"]
+        epoch = fh[f"{scan_name}/measurement/epoch"]
         n = stack.shape[0]
         stack.resize(n + len(data), axis=0)
         epoch.resize(n + len(data), axis=0)
@@ -247,12 +248,17 @@ def test_hdf5_stacks_that_grow_and_new_stack_files_are_followed(tmp_path):
     proc = watch(config, tmp_path / "live", "--until-idle", "3", "--give-up-s", "2")
     time.sleep(2.0)
     _bliss_append(first, frames[3:5])  # the stack grows
-    _bliss_append(second, frames[5:])  # and the next file of N frames comes
+    _bliss_append(first, frames[5:7], "2.1")  # a second scan in the same file
+    _bliss_append(second, frames[7:])  # and the next file of N frames comes
     err = finish(proc)
     assert proc.returncode == 0, err
     journal = read_results(tmp_path / "live" / "results.h5").journal
-    got = sorted((Path(f).name, i) for _, f, i, _, _ in journal)
-    assert got == [("scan_0000.h5", i) for i in range(5)] + [("scan_0001.h5", i) for i in range(3)]
+    got = sorted((Path(f).name, ds.split("/")[1], i) for _, f, i, _, _, ds in journal)
+    assert got == (
+        [("scan_0000.h5", "1.1", i) for i in range(5)]
+        + [("scan_0000.h5", "2.1", i) for i in range(2)]  # frame 0 of /2.1 is not that of /1.1
+        + [("scan_0001.h5", "1.1", 0)]
+    )
     live = read_results(tmp_path / "live" / "results.h5").rows
     batch = read_results(reduce_run(load_config(config), tmp_path / "b", progress=False).nexus).rows
     assert [(r.file, r.frame, r.time_s) for r in live] == [

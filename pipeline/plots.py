@@ -107,7 +107,9 @@ def waterfall_figure(
     fig = Figure(figsize=(7.0, 5.0), layout="constrained")
     ax = fig.subplots()
     data = np.asarray(intensity, dtype=float)
-    shown = np.log10(np.clip(data, np.nanpercentile(data, 1) if data.size else 1, None))
+    positive = data[np.isfinite(data) & (data > 0)]
+    floor = float(np.percentile(positive, 1)) if positive.size else 1.0
+    shown = np.log10(np.clip(data, floor, None))  # an all-zero (bad) frame's row at the floor
     t = np.asarray(times_s, dtype=float)
     extent = None
     if t.size > 1 and np.all(np.isfinite(t)):

@@ -589,3 +589,16 @@ def test_a_wrong_h5_dataset_is_one_error_line_not_one_per_frame(run, tmp_path):
     assert done.returncode == EXIT_OK, done.stderr
     assert [r["symmetry"] for r in read_csv(tmp_path / "o" / "summary.csv")] == ["square"] * 2
     assert not math.isnan(float(read_csv(tmp_path / "o" / "summary.csv")[1]["q1_nm-1"]))
+
+
+def test_waterfall_of_a_run_with_an_all_zero_frame_warns_nothing():
+    # a bad all-zero frame is a row of zeros in the stacked cuts: no log10(0) warning
+    # (pytest turns warnings into errors) and its row is drawn at the floor
+    from pipeline.plots import waterfall_figure
+
+    q = np.linspace(0.3, 2.4, 50)
+    cuts = np.vstack([np.full(50, 20.0), np.zeros(50), np.full(50, 30.0)])
+    fig = waterfall_figure(q, [0.0, 10.0, 20.0], cuts, kind="gisaxs")
+    shown = fig.axes[0].images[0].get_array()
+    assert np.all(np.isfinite(shown))
+    assert shown[1].max() <= shown[0].min()

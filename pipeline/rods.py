@@ -96,8 +96,9 @@ class RodFitSettings:
         ~6 nm cubes, whose broad minima would otherwise pass for rods.
     max_width_per_nm : float
         Largest rod FWHM, in nm^-1: a model whose width runs to it fits a broad feature
-        (form-factor modulation), not rods. 0.15 allows domains down to
-        2 pi / 0.15 = 42 nm, four to five particles.
+        (form-factor modulation, the liquid-like order of a disordered layer), not rods.
+        0.12 allows domains down to 2 pi / 0.12 = 52 nm, six particles; a 0.145 nm^-1
+        broad bump on a form-factor-only frame passed for a square lattice at 0.15.
     delta_ic_rod : float
         A rod model must beat the background-only model by this much in the information
         criterion; below it the frame is "none". 10 is "very strong" evidence on the
@@ -144,7 +145,7 @@ class RodFitSettings:
     width_model: Literal["common", "linear"] = "common"
     background_order: int = 3
     background_knot_spacing_per_nm: float | None = 0.2
-    max_width_per_nm: float = 0.15
+    max_width_per_nm: float = 0.12
     delta_ic_rod: float = 10.0
     delta_ic_symmetry: float = 10.0
     gamma_margin_deg: float = 3.0

@@ -144,3 +144,25 @@ def test_gisaxs_rod_with_100_pixels_at_65535_from_the_dectris_file(tmp_path):
     assert (rod.symmetry, ref.symmetry) == ("square", "square")
     assert rod.q1_per_nm == pytest.approx(ref.q1_per_nm, abs=1e-3)
     assert rod.q1_per_nm == pytest.approx(0.83, abs=5e-3)
+
+
+@pytest.fixture(scope="module")
+def form_factor_only(tmp_path_factory):
+    """The Eiger GISAXS plan and the expected frame before any superlattice forms."""
+    geometry, plan = eiger_plan(tmp_path_factory.mktemp("ff"), "gisaxs")
+    expected = synth.gisaxs_expected(
+        geometry, geometry.q_maps(), synth.GisaxsState("none", None, None)
+    )
+    return plan, expected, synth.gap_mask(geometry.detector)
+
+
+@pytest.mark.parametrize("seed", range(8, 16))
+def test_no_phantom_lattice_on_frames_of_the_form_factor_alone(form_factor_only, seed):
+    # seed 11 once gave "square" at q1 0.60 nm^-1 from a 0.145 nm^-1 broad bump (24 % of
+    # q1, liquid-like order at most): a rod is at most 0.12 nm^-1 wide by default
+    plan, expected, gaps = form_factor_only
+    rng = np.random.default_rng(seed)
+    frame = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
+    frame[gaps] = 65535
+    rod = reduce_frame(Frame(frame, FrameMeta(Path("no lattice"), 0)), plan).rod
+    assert rod.symmetry == "none", rod.message

@@ -290,8 +290,8 @@ def check_first_frames(
     A wrong detector (frame shape) or a wrong ``h5_dataset`` fails on every frame; this
     says so once, before any work, instead of one line per frame. A single bad frame
     (truncated, say) is flagged by the run as usual. Frames that carry neither a time
-    stamp nor a frame period (first and last alike), with no ``exposure_period_s`` set,
-    would give a run without a time axis.
+    stamp nor a frame period (the first, the last and up to 16 frames between), with no
+    ``exposure_period_s`` set, would give a run without a time axis.
 
     Parameters
     ----------
@@ -324,14 +324,32 @@ def check_first_frames(
             f"fail): {errors[0]}; check the detector, h5_dataset and frames settings"
         )
         raise ConfigError(msg)
-    untimed = all(f.meta.epoch_s is None and f.meta.period_s is None for f in read)
-    if untimed and period_s is None:
+    if period_s is None and not any(_timed(f) for f in read):
+        # first and last untimed (bad frames, maybe): look at some frames in between
+        step = max(1, len(frames) // _TIME_SAMPLES)
+        read = [f for ref in frames[step:-1:step] if (f := _read_or_none(ref, shape))]
+    if period_s is None and not any(_timed(f) for f in read):
         msg = (
-            f"[{kind}] the frames carry no time stamp and no frame period ({read[0].meta.path} "
-            f"and the last alike): set exposure_period_s = <seconds from one frame to the "
-            f"next> in [{kind}] to time them by their order"
+            f"[{kind}] the frames carry no time stamp and no frame period ({frames[0].path} "
+            f"and the others looked at alike): set exposure_period_s = <seconds from one "
+            f"frame to the next> in [{kind}] to time them by their order"
         )
         raise ConfigError(msg)
+
+
+#: Frames looked at for a time stamp when the first and the last carry none.
+_TIME_SAMPLES = 16
+
+
+def _timed(frame: Frame) -> bool:
+    return frame.meta.epoch_s is not None or frame.meta.period_s is not None
+
+
+def _read_or_none(ref: FrameRef, shape: tuple[int, int]) -> Frame | None:
+    try:
+        return read_frame(ref, shape=shape)
+    except FrameReadError:
+        return None
 
 
 def output_bytes(

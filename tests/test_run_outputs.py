@@ -582,8 +582,13 @@ def test_a_wrong_h5_dataset_is_one_error_line_not_one_per_frame(run, tmp_path):
     assert done.returncode == EXIT_USAGE, done.stderr
     (line,) = error_lines(done)
     assert "/entry/data/wrong" in line
-    config = write_config(
-        run, gisaxs={"frames": ["gisaxs/stack.h5"], "h5_dataset": "/entry/data/data"}
+    config = write_config(  # a bare stack: no times, so the frame period is given
+        run,
+        gisaxs={
+            "frames": ["gisaxs/stack.h5"],
+            "h5_dataset": "/entry/data/data",
+            "exposure_period_s": 10.0,
+        },
     )
     done = gixs("reduce", config, "--out", tmp_path / "o", "--quiet")
     assert done.returncode == EXIT_OK, done.stderr

@@ -193,7 +193,7 @@ def test_sigterm_stops_cleanly_a_restart_adds_only_new_frames_other_settings_ref
     assert proc.returncode == 0, err
     journal = read_results(out / "results.h5").journal
     for kind in ("gisaxs", "giwaxs"):  # each detector's frames once, in acquisition order
-        names = [Path(f).name for d, f, _, _, _ in journal if d == kind]
+        names = [Path(f).name for d, f, _, _, _, _ in journal if d == kind]
         assert names == [p.name for p in first + second if p.parent.name == kind]
     assert len(journal) == 8
     # the same output folder with other settings is refused, naming the folder

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.errors import ConfigError
+from detectors.pilatus import valid_counts
 from pipeline.integrate import CutPlan
 from pipeline.varpro import MIN_POINTS
 
@@ -119,8 +120,9 @@ def band_pixels(
     data : ndarray of shape (rows, cols)
         The frame.
     saturation_counts : float or None
-        Counts at or above which a pixel is saturated; the maximum of an unsigned integer
-        type counts as saturated too.
+        Counts at or above which a pixel is saturated; the largest value of an integer
+        type counts as saturated too (:func:`detectors.pilatus.valid_counts`, the rule the
+        cut itself applies).
 
     Returns
     -------
@@ -129,14 +131,10 @@ def band_pixels(
     """
     values = np.asarray(data).reshape(-1)[cut.pixel_index]
     n = int(values.size)
+    valid = valid_counts(values, saturation_counts=saturation_counts)  # the cut's own rule
     finite = np.isfinite(values) if values.dtype.kind in "fc" else np.ones(n, dtype=bool)
     negative = finite & (values < 0)
-    saturated = np.zeros(n, dtype=bool)
-    if saturation_counts is not None:
-        saturated |= finite & (values >= saturation_counts)
-    if values.dtype.kind == "u":
-        saturated |= values == np.iinfo(values.dtype).max
-    valid = finite & ~negative & ~saturated
+    saturated = finite & ~negative & ~valid  # at the saturation or the type's largest value
     return BandPixels(
         n_pixels=n,
         n_nan=int(n - np.count_nonzero(finite)),

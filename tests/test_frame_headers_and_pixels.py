@@ -250,3 +250,25 @@ def test_hdf5_user_mask_named_mask_is_read(tmp_path):
         read_mask_file(path, shape=(3, 4))
     with pytest.raises(FrameReadError, match=r"no single 2-D mask dataset of shape \(5, 4\)"):
         read_mask_file(path, shape=(5, 4))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "special"),
+    [
+        (np.uint16, [0, 2**16 - 1, 2**16 - 1]),
+        (np.int32, [-1, -2, 2**31 - 1]),  # Pilatus gaps, and the type's largest value
+        (np.float32, [np.nan, -1.0, np.inf]),
+    ],
+)
+def test_the_frame_check_counts_valid_pixels_as_the_cut_does(cut_plan, dtype, special):
+    # one rule for a valid count: the check of a frame's data and the cut agree on it
+    from pipeline.checks import band_pixels
+
+    rng = np.random.default_rng(3)
+    data = rng.poisson(20.0, cut_plan.frame_shape).astype(dtype)
+    picked = rng.choice(cut_plan.pixel_index, size=(len(special), 300), replace=False)
+    for value, where in zip(special, picked, strict=True):
+        data.flat[where] = value
+    px = band_pixels(cut_plan, data, saturation_counts=None)
+    assert px.n_valid == int(integrate_cut(cut_plan, data).n_pixels.sum())
+    assert px.n_nan + px.n_negative + px.n_saturated + px.n_valid == px.n_pixels

@@ -254,9 +254,7 @@ def integral_breadth_per_nm(
     lorentz_eta = _lorentz_eta(peak_shape, eta)
     if not (math.isfinite(fwhm_per_nm) and math.isfinite(lorentz_eta)):
         return math.nan
-    return fwhm_per_nm * (
-        (1.0 - lorentz_eta) * GAUSS_BREADTH_PER_FWHM + lorentz_eta * LORENTZ_BREADTH_PER_FWHM
-    )
+    return fwhm_per_nm * _breadth_per_fwhm(lorentz_eta)
 
 
 def integral_breadth_err_per_nm(
@@ -298,7 +296,7 @@ def integral_breadth_err_per_nm(
     0.010645
     """
     lorentz_eta = _lorentz_eta(peak_shape, eta)
-    per_fwhm = (1.0 - lorentz_eta) * GAUSS_BREADTH_PER_FWHM + lorentz_eta * LORENTZ_BREADTH_PER_FWHM
+    per_fwhm = _breadth_per_fwhm(lorentz_eta)
     per_eta = fwhm_per_nm * (LORENTZ_BREADTH_PER_FWHM - GAUSS_BREADTH_PER_FWHM)
     eta_part = per_eta * eta_err if peak_shape == "pseudo_voigt" else 0.0
     return math.hypot(per_fwhm * fwhm_err_per_nm, eta_part)
@@ -428,6 +426,11 @@ def voigt_breadths_per_nm(fwhm_per_nm: float, eta: float) -> tuple[float, float]
         0.6420 + 1.4187 * math.sqrt(phi - 2.0 / math.pi) - 2.2043 * phi + 1.8706 * phi**2
     )
     return max(gauss, 0.0), max(lorentz, 0.0)
+
+
+def _breadth_per_fwhm(lorentz_eta: float) -> float:
+    """Integral breadth over FWHM of a pseudo-Voigt of Lorentzian height share eta."""
+    return (1.0 - lorentz_eta) * GAUSS_BREADTH_PER_FWHM + lorentz_eta * LORENTZ_BREADTH_PER_FWHM
 
 
 def _lorentz_eta(peak_shape: PeakShape, eta: float | None) -> float:

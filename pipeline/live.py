@@ -149,21 +149,15 @@ def make_document(watcher: Watcher) -> Any:
         )
         status = Div(text="waiting for frames", name="status")
         width = 560
-        f_q1 = figure(
-            title="first rod q1",
-            height=250,
-            width=width,
-            x_axis_label="time (s)",
-            y_axis_label="q1 (1/nm)",
-        )
-        f_a = figure(
-            title="nearest-neighbour spacing",
-            height=250,
-            width=width,
-            x_range=f_q1.x_range,
-            x_axis_label="time (s)",
-            y_axis_label="a (nm)",
-        )
+
+        def panel(title: str, y_label: str, *, x_label: str = "time (s)", **kw: Any) -> figure:
+            return figure(
+                title=title, height=250, width=width, x_axis_label=x_label,
+                y_axis_label=y_label, **kw,
+            )  # fmt: skip
+
+        f_q1 = panel("first rod q1", "q1 (1/nm)")
+        f_a = panel("nearest-neighbour spacing", "a (nm)", x_range=f_q1.x_range)
         for fig in (f_q1, f_a):
             fig.quad(
                 left="left",
@@ -181,13 +175,7 @@ def make_document(watcher: Watcher) -> Any:
         f_q1.y_range.renderers = [dots]  # type: ignore[attr-defined]  # not the phase bands
         dots = f_a.scatter("time_s", "spacing", color="colour", size=7, source=series["rods"])
         f_a.y_range.renderers = [dots]  # type: ignore[attr-defined]
-        f_w = figure(
-            title="{200} FWHM",
-            height=250,
-            width=width,
-            x_axis_label="time (s)",
-            y_axis_label="FWHM (1/nm)",
-        )
+        f_w = panel("{200} FWHM", "FWHM (1/nm)")
         f_w.scatter("time_s", "fwhm", size=7, source=series["peaks"], legend_label="fitted")
         f_w.scatter(
             "time_s",
@@ -197,23 +185,10 @@ def make_document(watcher: Watcher) -> Any:
             source=series["peaks"],
             legend_label="instrument removed",
         )
-        f_d = figure(
-            title="Scherrer domain size",
-            height=250,
-            width=width,
-            x_range=f_w.x_range,
-            x_axis_label="time (s)",
-            y_axis_label="D (nm)",
-        )
+        f_d = panel("Scherrer domain size", "D (nm)", x_range=f_w.x_range)
         f_d.scatter("time_s", "domain", size=7, source=series["peaks"])
         f_cuts = [
-            figure(
-                title=f"latest {kind.upper()} q_par cut",
-                height=250,
-                width=width,
-                x_axis_label="q_par (1/nm)",
-                y_axis_label="intensity (counts)",
-            )
+            panel(f"latest {kind.upper()} q_par cut", "intensity (counts)", x_label="q_par (1/nm)")
             for kind in ("gisaxs", "giwaxs")
         ]
         for fig, kind in zip(f_cuts, ("gisaxs", "giwaxs"), strict=True):

@@ -920,7 +920,7 @@ def kernels_cached() -> bool:
     -------
     bool
         False right after install (or after a change of the kernels' source): the first
-        fit then compiles them, which takes 10-40 s; True otherwise (and where numba's
+        fit then compiles them, which takes some 10-20 s; True otherwise (and where numba's
         cache layout is not the one known here).
     """
     dispatcher: Any = _lm_kernel
@@ -946,7 +946,7 @@ def prepare_kernels(stream: TextIO | None = None) -> None:
     """
     if stream is not None and not kernels_cached():
         print(
-            "gixs: compiling the fit kernels (once after install, then cached; ~15-40 s)...",
+            "gixs: compiling the fit kernels (once after install, then cached; ~10-20 s)...",
             file=stream,
             flush=True,
         )

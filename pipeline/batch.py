@@ -30,7 +30,7 @@ from tqdm import tqdm
 from detectors.errors import ConfigError, FrameReadError
 from detectors.io import Frame, FrameRef, read_frame
 from pipeline import plots
-from pipeline.checks import is_input_problem
+from pipeline.checks import is_input_problem, untimed_frames_message
 from pipeline.config import Config, Kind
 from pipeline.fingerprint import FileIdentity, chunk_fingerprint, plan_fingerprint
 from pipeline.io import (
@@ -329,12 +329,7 @@ def check_first_frames(
         step = max(1, len(frames) // _TIME_SAMPLES)
         read = [f for ref in frames[step:-1:step] if (f := _read_or_none(ref, shape))]
     if period_s is None and not any(_timed(f) for f in read):
-        msg = (
-            f"[{kind}] the frames carry no time stamp and no frame period ({frames[0].path} "
-            f"and the others looked at alike): set exposure_period_s = <seconds from one "
-            f"frame to the next> in [{kind}] to time them by their order"
-        )
-        raise ConfigError(msg)
+        raise ConfigError(untimed_frames_message(kind, f"{frames[0].path} and the others"))
 
 
 #: Frames looked at for a time stamp when the first and the last carry none.

@@ -12,6 +12,7 @@ Flags are ``"<code>: <words>"``; :func:`flag_code` reads the code back, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,8 +242,9 @@ def check_cut_bins(
     unmasked_bins: int | None = None,
     mask_file: Path | None = None,
     fix: str = "",
+    line_fwhm_per_nm: float | None = None,
 ) -> None:
-    """Refuse a cut with too few q_par bins to fit rods or the {200} line.
+    """Refuse a cut with too few or too coarse q_par bins to fit rods or the {200} line.
 
     Parameters
     ----------
@@ -256,13 +258,17 @@ def check_cut_bins(
         The user mask, for the message.
     fix : str
         How to invert the mask, for the message.
+    line_fwhm_per_nm : float or None
+        FWHM of a line the cut must resolve (``ReductionPlan.resolved_fwhm_per_nm``):
+        a bin may be at most half of it.
 
     Raises
     ------
     ConfigError
         If the user mask leaves fewer than :data:`MIN_KEPT_BIN_FRACTION` of the bins the
-        cut has without it, or the cut has fewer bins than a fit needs
-        (:data:`pipeline.varpro.MIN_POINTS`).
+        cut has without it, the cut has fewer bins than a fit needs
+        (:data:`pipeline.varpro.MIN_POINTS`), or its bins are wider than half
+        `line_fwhm_per_nm` (rods that fit within a bin come out as "no rod").
     """
     kept = cut.n_bins
     lo, hi = cut.q_par_range_per_nm
@@ -280,6 +286,31 @@ def check_cut_bins(
             f'{MIN_POINTS}: raise n_bins (or use n_bins = "auto") or widen q_par_range_per_nm'
         )
         raise ConfigError(msg)
+    n_regular = cut.bin_edges_per_nm.size - 1
+    bin_width = (hi - lo) / n_regular
+    if line_fwhm_per_nm is not None and bin_width > (1 + 1e-9) * line_fwhm_per_nm / 2:
+        needed = math.ceil(2 * (hi - lo) / line_fwhm_per_nm - 1e-9)
+        msg = (
+            f"{where} n_bins = {n_regular} makes q_par bins {bin_width:.3g} nm^-1 wide over "
+            f"{lo:g}-{hi:g} nm^-1, more than half of a {line_fwhm_per_nm:g} nm^-1 wide line: "
+            f'the lines cannot be resolved; set n_bins >= {needed} or n_bins = "auto"'
+        )
+        raise ConfigError(msg)
+
+
+def untimed_frames_message(kind: str, frame: str) -> str:
+    """The error for frames that carry no time stamp and no period, with no setting either.
+
+    Examples
+    --------
+    >>> untimed_frames_message("gisaxs", "a.tif").split(":")[0]
+    '[gisaxs] a.tif'
+    """
+    return (
+        f"[{kind}] {frame}: the frames carry no time stamp and no frame period: set "
+        f"exposure_period_s = <seconds from one frame to the next> in [{kind}] to time "
+        "them by their order"
+    )
 
 
 def check_user_mask(

@@ -139,5 +139,8 @@ def inspect_frame(
 
     plan = plan_with(static)
     unmasked = None if mask is None else plan_with(geometry.detector.gap_mask()).cut.n_bins
-    check_cut_bins(plan.cut, where="gixs inspect", unmasked_bins=unmasked, mask_file=mask, fix=fix)
+    check_cut_bins(
+        plan.cut, where="gixs inspect", unmasked_bins=unmasked, mask_file=mask, fix=fix,
+        line_fwhm_per_nm=plan.resolved_fwhm_per_nm,
+    )  # fmt: skip
     return row_from_result(reduce_frame(frame, plan), 0.0)

@@ -207,7 +207,10 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
         )  # fmt: skip
         raise
     unmasked = None if settings.mask is None else plan_with(geometry.detector.gap_mask()).cut.n_bins
-    check_cut_bins(plan.cut, where=where, unmasked_bins=unmasked, mask_file=settings.mask, fix=fix)
+    check_cut_bins(
+        plan.cut, where=where, unmasked_bins=unmasked, mask_file=settings.mask, fix=fix,
+        line_fwhm_per_nm=plan.resolved_fwhm_per_nm,
+    )  # fmt: skip
     if settings.kind == "gisaxs":
         check_fit_window(settings.q1_window_per_nm, plan.cut, key="q1_window_per_nm", where=where)
     else:

@@ -87,6 +87,17 @@ class ReductionPlan:
         """q_par of the cut's bins, in nm^-1 (mean q of the pixels in each bin)."""
         return self.cut.q_par_per_nm
 
+    @property
+    def resolved_fwhm_per_nm(self) -> float | None:
+        """FWHM of a line the cut must resolve, in nm^-1 (None where not known).
+
+        GISAXS: the widest rod the fit accepts (``max_width_per_nm``); GIWAXS: the
+        instrumental width, the narrowest a {200} line can be.
+        """
+        if self.kind == "gisaxs":
+            return self.rod_settings.max_width_per_nm
+        return None if self.resolution is None else self.resolution.fwhm0_per_nm
+
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:

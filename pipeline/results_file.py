@@ -204,7 +204,9 @@ class Journal:
                 else:
                     self.entries.append(record)
                 offset = good = end
-            if stored is not None and dict(stored) != dict(fingerprints):
+            if stored is not None and dict(stored) != dict(fingerprints) and not self.entries:
+                good = 0  # no frame written yet: the folder takes the new settings
+            elif stored is not None and dict(stored) != dict(fingerprints):
                 msg = (
                     f"{self.path}: this output folder holds a run reduced with other settings "
                     f"(fingerprints differ); give another --out, or remove the folder"

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from detectors.errors import FrameReadError
+from detectors.errors import ConfigError, FrameReadError
 from detectors.io import Frame, FrameMeta, FrameRef, list_frames, read_frame
 from pipeline.batch import CHUNK_FRAMES
+from pipeline.checks import untimed_frames_message
 from pipeline.config import Config, DetectorSettings, Kind
 from pipeline.reduce import FrameResult, ReductionPlan, reduce_frame
 from pipeline.reducer import FrameReducer, Reduced, RunClock
@@ -213,6 +214,10 @@ class Watcher:
         for kind, reduced in last.items():
             if kind in self.reducers:
                 self.reducers[kind].restore(reduced)
+        # detectors with a frame on the time axis (an untimed one among them is a gap)
+        self._timed: set[str] = {
+            e.reduced.result.kind for e in self.journal.entries if math.isfinite(e.reduced.time_s)
+        }
         self.shared = _Shared(entries=list(self.journal.entries))
         # results.h5 is rebuilt from the journal: a killed writer may have left it unopenable
         path = self.out_dir / RESULTS_NAME
@@ -498,6 +503,10 @@ class Watcher:
         else:
             reduced = reducer.reduce_ref(ref)  # reads it (again), and names a wrong shape
         result = reduced.result
+        if math.isfinite(reduced.time_s):
+            self._timed.add(kind)
+        elif result.read_ok and kind not in self._timed:  # no time axis at all: say so
+            raise ConfigError(untimed_frames_message(kind, result.path))
         checksum = identity if ref.frame_index == 0 and not identity.startswith("inode:") else ""
         entry = JournalEntry(reduced, self._display(result), identity, checksum)
         self.journal.append(entry)

@@ -466,9 +466,22 @@ def test_a_cut_of_fewer_bins_than_a_fit_needs_is_refused(run, tmp_path, n_bins):
     (line,) = error_lines(done)
     assert f"the cut has {n_bins} q_par bins" in line
     assert "n_bins" in line
-    done = gixs("reduce", write_config(run, gisaxs={"n_bins": 12}), "--out",
+
+
+@pytest.mark.parametrize("n_bins", [12, 16, 25])
+def test_bins_too_coarse_for_the_rods_are_refused_not_no_rod(run, tmp_path, n_bins):
+    # bins of 0.08-0.18 nm^-1 swallow rods 0.04-0.06 wide: the square frames came out
+    # "none" with exit 0; a bin may be at most half the widest rod (max_width_per_nm)
+    done = gixs("reduce", write_config(run, gisaxs={"n_bins": n_bins}), "--out",
+                tmp_path / "o", "--quiet")  # fmt: skip
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = error_lines(done)
+    assert f"n_bins = {n_bins}" in line
+    assert "n_bins >= 35" in line
+    done = gixs("reduce", write_config(run, gisaxs={"n_bins": 35}), "--out",
                 tmp_path / "p", "--quiet")  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
+    assert {r["symmetry"] for r in read_csv(tmp_path / "p" / "summary.csv")} == {"square"}
 
 
 def test_frames_without_any_time_need_an_exposure_period(run, tmp_path):

@@ -267,3 +267,28 @@ def test_hdf5_stacks_that_grow_and_new_stack_files_are_followed(tmp_path):
     for x, y in zip(live, batch, strict=True):  # warm starts in another order: same fits
         assert x.symmetry == y.symmetry
         assert x.q1_per_nm == pytest.approx(y.q1_per_nm, rel=1e-4, nan_ok=True)
+
+
+def test_frames_without_any_time_stop_the_watcher_with_the_fix(tmp_path):
+    # TIFFs written by fabio carry no time and no period: watch must not build a run with
+    # an empty time axis; with exposure_period_s the same --out then takes the run
+    import fabio.tifimage
+
+    config = make_run_folder(tmp_path / "run")
+    text = config.read_text()
+    text = text[: text.index("[giwaxs]")].replace('"gisaxs/*.cbf"', '"gisaxs/*.tif"')
+    config.write_text(text)
+    for i, source in enumerate(f for f in demo_frames(30, 33) if f.parent.name == "gisaxs"):
+        image = fabio.tifimage.TifImage(data=read_frame(source).data.astype(np.int32))
+        image.write(str(config.parent / "gisaxs" / f"frame_{i}.tif"))
+    proc = watch(config, tmp_path / "live", "--until-idle", "3")
+    err = finish(proc)
+    assert proc.returncode == 2, err
+    assert "no time stamp" in err
+    assert "exposure_period_s" in err
+    config.write_text(text.replace("[gisaxs]\n", "[gisaxs]\nexposure_period_s = 4.0\n", 1))
+    proc = watch(config, tmp_path / "live", "--until-idle", "3")
+    err = finish(proc)
+    assert proc.returncode == 0, err
+    rows = read_results(tmp_path / "live" / "results.h5").rows
+    assert [r.time_s for r in rows] == [0.0, 4.0, 8.0]

@@ -458,12 +458,18 @@ def test_a_mask_leaving_a_few_bins_of_the_band_is_refused_not_no_rod(run, tmp_pa
     assert "q_par bins" in refused_mask_line(run, tmp_path, "partial.npy")
 
 
-@pytest.mark.parametrize("n_bins", [10, 11])
-def test_a_cut_of_fewer_bins_than_a_fit_needs_is_refused(run, tmp_path, n_bins):
+def refused_n_bins_line(run: Path, tmp_path: Path, n_bins: int) -> str:
+    """`gixs reduce` with `n_bins`: refused (exit 2) in one line."""
     done = gixs("reduce", write_config(run, gisaxs={"n_bins": n_bins}), "--out",
                 tmp_path / "o", "--quiet")  # fmt: skip
     assert done.returncode == EXIT_USAGE, done.stderr
     (line,) = error_lines(done)
+    return line
+
+
+@pytest.mark.parametrize("n_bins", [10, 11])
+def test_a_cut_of_fewer_bins_than_a_fit_needs_is_refused(run, tmp_path, n_bins):
+    line = refused_n_bins_line(run, tmp_path, n_bins)
     assert f"the cut has {n_bins} q_par bins" in line
     assert "n_bins" in line
 
@@ -472,10 +478,7 @@ def test_a_cut_of_fewer_bins_than_a_fit_needs_is_refused(run, tmp_path, n_bins):
 def test_bins_too_coarse_for_the_rods_are_refused_not_no_rod(run, tmp_path, n_bins):
     # bins of 0.08-0.18 nm^-1 swallow rods 0.04-0.06 wide: the square frames came out
     # "none" with exit 0; a bin may be at most half the widest rod (max_width_per_nm)
-    done = gixs("reduce", write_config(run, gisaxs={"n_bins": n_bins}), "--out",
-                tmp_path / "o", "--quiet")  # fmt: skip
-    assert done.returncode == EXIT_USAGE, done.stderr
-    (line,) = error_lines(done)
+    line = refused_n_bins_line(run, tmp_path, n_bins)
     assert f"n_bins = {n_bins}" in line
     assert "n_bins >= 35" in line
     done = gixs("reduce", write_config(run, gisaxs={"n_bins": 35}), "--out",

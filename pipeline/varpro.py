@@ -337,15 +337,26 @@ def evaluate_kernel(
                 design[i, n_bg + col] = lor * wp
                 p_center[i, col] = -dl * inv_w
                 p_width[i, col] = -dl * u * inv_w
+    # each row has few non-zero columns (B-splines are local, Gaussians are cut at 6
+    # widths): the products below visit only those, in ascending column order
+    row_columns = np.empty((n, k), dtype=np.int64)
+    row_counts = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        count = 0
+        for a in range(k):
+            if design[i, a] != 0.0:
+                row_columns[i, count] = a
+                count += 1
+        row_counts[i] = count
     gram = np.zeros((k, k))
     moment = np.zeros(k)
     for i in range(n):
-        for a in range(k):
+        for s in range(row_counts[i]):
+            a = row_columns[i, s]
             xa = design[i, a]
-            if xa == 0.0:
-                continue
             moment[a] += xa * y_w[i]
-            for b in range(a + 1):
+            for t in range(s + 1):
+                b = row_columns[i, t]
                 gram[a, b] += xa * design[i, b]
     norms = np.empty(k)
     for a in range(k):
@@ -391,8 +402,9 @@ def evaluate_kernel(
     residual = y_w.copy()
     for i in range(n):
         acc = 0.0
-        for t in range(idx.size):
-            acc += design[i, idx[t]] * beta[idx[t]]
+        for s in range(row_counts[i]):
+            a = row_columns[i, s]
+            acc += design[i, a] * beta[a]  # beta is 0 on inactive columns
         residual[i] -= acc
     derivative = np.zeros((n, n_theta))
     if not with_jacobian:  # only the residual and the linear parameters are wanted
@@ -417,12 +429,16 @@ def evaluate_kernel(
                 derivative[i, t] += p_center[i, col] * dc + p_width[i, col] * dw
     # Kaufman: J = -(I - P) D, P the projection on the active columns
     ka = idx.size
+    position = np.full(k, -1, dtype=np.int64)  # column -> its row among the active ones
+    for a in range(ka):
+        position[idx[a]] = a
     cross = np.zeros((ka, n_theta))
     for i in range(n):
-        for a in range(ka):
-            xa = design[i, idx[a]]
-            if xa == 0.0:
+        for s in range(row_counts[i]):
+            a = position[row_columns[i, s]]
+            if a < 0:
                 continue
+            xa = design[i, idx[a]]
             for t in range(n_theta):
                 cross[a, t] += xa * derivative[i, t]
     sub = np.empty((ka, ka))
@@ -438,11 +454,11 @@ def evaluate_kernel(
     projection = _cholesky_solve(sub, cross)
     jacobian = -derivative
     for i in range(n):
-        for a in range(ka):
-            xa = design[i, idx[a]]
-            if xa == 0.0:
+        for s in range(row_counts[i]):
+            a = position[row_columns[i, s]]
+            if a < 0:
                 continue
-            xa /= norms[idx[a]]
+            xa = design[i, idx[a]] / norms[idx[a]]
             for t in range(n_theta):
                 jacobian[i, t] += xa * projection[a, t]
     return residual, beta, active, derivative, jacobian, design, norms

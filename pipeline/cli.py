@@ -92,7 +92,7 @@ def _run_reduce(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = load_config(args.config)
     out = args.out if args.out is not None else Path("results")
-    from pipeline.varpro import prepare_kernels
+    from pipeline.kernels import prepare_kernels
 
     prepare_kernels(sys.stderr)  # one line when the numba kernels compile (first run)
     outputs = reduce_run(
@@ -274,7 +274,7 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _run_inspect(args: argparse.Namespace) -> int:
     from pipeline.checks import is_input_problem
     from pipeline.inspect import inspect_frame
-    from pipeline.varpro import prepare_kernels
+    from pipeline.kernels import prepare_kernels
 
     prepare_kernels(sys.stderr)  # one line when the numba kernels compile (first run)
 

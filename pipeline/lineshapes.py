@@ -20,6 +20,10 @@ from typing import Any
 import numba
 import numpy as np
 
+#: LLVM fast-math flags of the compiled kernels: reassociation (vectorised sums) but
+#: not "no NaN / no inf", which would let the compiler drop the finiteness checks.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
 #: 4 ln 2: a Gaussian of FWHM w is exp(-4 ln 2 (x / w)^2).
 FOUR_LN2 = 4.0 * math.log(2.0)
 

@@ -22,6 +22,7 @@ from detectors.io import Frame, FrameRef
 from detectors.pilatus import detector_saturation_counts
 from pipeline.checks import frame_problem, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
+from pipeline.cube_line import fit_cube_line
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
     PeakFit,
@@ -33,7 +34,6 @@ from pipeline.fits import (
 )
 from pipeline.integrate import CutPlan, integrate_cut, plan_cut
 from pipeline.scherrer import (
-    fit_cube_line,
     integral_breadth_err_per_nm,
     integral_breadth_per_nm,
     lorentz_height_share,

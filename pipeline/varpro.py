@@ -32,8 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal
 
 import numba
 import numpy as np
@@ -43,7 +42,7 @@ from scipy.linalg import get_lapack_funcs
 
 from detectors.errors import ConfigError
 from pipeline.config import PeakShape
-from pipeline.lineshapes import FOUR_LN2, gaussian_unit, lorentzian_unit
+from pipeline.lineshapes import FASTMATH, FOUR_LN2, gaussian_unit, lorentzian_unit
 
 FloatArray = NDArray[np.float64]
 InformationCriterion = Literal["bic", "aic"]
@@ -131,9 +130,6 @@ class Profile:
         return float((self.q[-1] - self.q[0]) / max(self.q.size - 1, 1))
 
 
-#: LLVM fast-math flags of the compiled kernels: reassociation (vectorised sums) but
-#: not "no NaN / no inf", which would let the compiler drop the finiteness checks.
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _SHAPE_CODES: dict[str, int] = {"gaussian": 0, "lorentzian": 1, "pseudo_voigt": 2}
 #: Model geometries: no peaks; lattice rods, theta = [p, q1, w, (s), (gamma)];
 #: independent peaks, theta = [c0, w0, c1, w1, ...].
@@ -183,7 +179,7 @@ class Evaluation:
     n_background: int
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _geometry(
     mode: int, theta: FloatArray, families: FloatArray, linear_width: bool, rhombic: bool
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -223,7 +219,7 @@ def _geometry(
     return centers, widths, d_centers, d_widths
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _indices(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
     """Indices where `mask` is True (np.nonzero, written out: it compiles much faster)."""
     out = np.empty(mask.size, dtype=np.int64)
@@ -235,7 +231,7 @@ def _indices(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
     return out[:n]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _sum_squares(values: FloatArray) -> float:
     acc = 0.0
     for v in values:
@@ -243,7 +239,7 @@ def _sum_squares(values: FloatArray) -> float:
     return acc
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     """Solve matrix @ x = rhs for a small symmetric positive-definite matrix, rhs (k, r)."""
     k = matrix.shape[0]
@@ -272,7 +268,7 @@ def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     return x
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def evaluate_kernel(
     theta: FloatArray,
     mode: int,
@@ -464,7 +460,7 @@ def evaluate_kernel(
     return residual, beta, active, derivative, jacobian, design, norms
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _lm_kernel(
     theta0: FloatArray,
     lower: FloatArray,
@@ -922,62 +918,3 @@ def prepare_profile(
         envelope=np.ones_like(q),
         y_w=y / s,
     )
-
-
-# --------------------------------------------------------------------------------------
-# compilation
-# --------------------------------------------------------------------------------------
-
-
-def kernels_cached() -> bool:
-    """Whether numba's on-disk cache holds the compiled fit kernels of this installation.
-
-    Returns
-    -------
-    bool
-        False right after install (or after a change of the kernels' source): the first
-        fit then compiles them, which takes some 10-20 s; True otherwise (and where numba's
-        cache layout is not the one known here).
-    """
-    dispatcher: Any = _lm_kernel
-    try:
-        index = Path(dispatcher._cache._cache_file._index_path)
-    except AttributeError:
-        return True
-    return index.exists()
-
-
-def prepare_kernels(stream: TextIO | None = None) -> None:
-    """Compile the fit kernels (or load them from numba's cache) before the first frame.
-
-    Call it once in the parent process before a run, so that worker processes load the
-    cache instead of compiling at the same time, and so that a progress display does not
-    sit at 0 % in silence.
-
-    Parameters
-    ----------
-    stream : text stream, optional
-        Where to say, in one line, that the kernels are being compiled, when they are
-        not cached yet (e.g. ``sys.stderr``); None: say nothing.
-    """
-    if stream is not None and not kernels_cached():
-        print(
-            "gixs: compiling the fit kernels (once after install, then cached; ~10-20 s)...",
-            file=stream,
-            flush=True,
-        )
-    q = np.linspace(1.0, 2.0, MIN_POINTS + 4)
-    y = 10.0 + np.exp(-FOUR_LN2 * ((q - 1.5) / 0.2) ** 2)
-    profile = prepare_profile(q, y, np.ones_like(q), None, 1)
-    if isinstance(profile, str):  # pragma: no cover - fixed input
-        raise RuntimeError(profile)
-    model = SeparableModel(
-        mode=MODE_PEAKS,
-        shape="pseudo_voigt",
-        power_law=False,
-        param_names=("center0", "fwhm0"),
-        families=np.zeros((1, 2)),
-    )
-    theta = np.array([1.5, 0.2])
-    levenberg_marquardt(model, profile, theta, theta - 0.1, theta + 0.1, max_nfev=5)
-    evaluate_kernel(theta, *model_args(model, profile), False)

@@ -212,10 +212,10 @@ def test_a_fresh_numba_cache_is_detected_and_announced(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.varpro import kernels_cached, prepare_kernels
+    from pipeline.kernels import kernels_cached, prepare_kernels
 
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    code = "from pipeline.varpro import kernels_cached; print(kernels_cached())"
+    code = "from pipeline.kernels import kernels_cached; print(kernels_cached())"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -15,16 +15,14 @@ from scipy.special import voigt_profile
 
 from detectors.errors import ConfigError
 from pipeline.config import DEFAULT_K_FACTOR, ScherrerSettings, config_from_dict
+from pipeline.cube_line import cube_line_profile, fit_cube_line, volume_weighted_edge_ratio
 from pipeline.fits import PeakFitSettings, fit_peak200
 from pipeline.scherrer import (
     GAUSS_BREADTH_PER_FWHM,
-    cube_line_profile,
-    fit_cube_line,
     integral_breadth_per_nm,
     lorentz_height_share,
     remove_instrumental_breadth,
     scherrer_size_nm,
-    volume_weighted_edge_ratio,
 )
 from sample_data.synth import line200_profile
 

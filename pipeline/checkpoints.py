@@ -4,12 +4,14 @@ An output folder may be shared (a beamline's common disk), so a checkpoint must 
 that cannot run code when read: no pickle. This module turns a tree of frozen
 dataclasses, tuples, arrays and numbers into JSON text and back, rebuilding only the
 dataclasses it is given by name; anything else in the text is refused. NaN and infinities
-round-trip, floats exactly (``repr`` precision), arrays with their dtype and shape.
+round-trip, floats exactly (``repr`` precision), arrays with their dtype and shape (their
+bytes in base64: exact, and some 10 times faster to write than a list of numbers).
 Files are read and written by :mod:`pipeline.io`.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import Mapping
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 #: Format of the checkpoint text; a different one is not read (the chunk is redone).
-CHECKPOINT_FORMAT = "insitu-gixs-checkpoint/1"
+CHECKPOINT_FORMAT = "insitu-gixs-checkpoint/2"
 
 
 class CheckpointFormatError(ValueError):
@@ -90,7 +92,8 @@ def _to_json(obj: object) -> Any:
         if obj.dtype.kind not in "biuf":
             msg = f"cannot store an array of dtype {obj.dtype}"
             raise TypeError(msg)
-        return {"__array__": obj.dtype.str, "shape": list(obj.shape), "data": obj.ravel().tolist()}
+        data = base64.b64encode(np.ascontiguousarray(obj).tobytes()).decode("ascii")
+        return {"__array__": obj.dtype.str, "shape": list(obj.shape), "base64": data}
     if isinstance(obj, tuple):
         return {"__tuple__": [_to_json(v) for v in obj]}
     if isinstance(obj, list):
@@ -126,8 +129,12 @@ def _from_json(value: Any, types: Mapping[str, type]) -> Any:
         if dtype.kind not in "biuf":
             msg = f"array of dtype {dtype} is not stored by this version"
             raise CheckpointFormatError(msg)
-        array = np.asarray(value["data"], dtype=dtype).reshape(value["shape"])
-        return array
+        try:
+            raw = base64.b64decode(value["base64"], validate=True)
+            return np.frombuffer(raw, dtype=dtype).reshape(value["shape"]).copy()
+        except (KeyError, TypeError, ValueError) as err:
+            msg = f"array not stored as this version stores it ({err})"
+            raise CheckpointFormatError(msg) from None
     if "__dataclass__" in value:
         cls = types.get(value["__dataclass__"])
         if cls is None:

@@ -580,11 +580,12 @@ def _cube_lm_kernel(
     centre, edge, chi-square and the Jacobian (n, 2) at the last derivative step.
     """
     n = q.size
-    args = (q, weight, fixed, fixed_inverse, fixed_residual, log_edges, u_step, rows)
     center, edge = center0, edge0
     r = np.empty(n)
     jac = np.zeros((n, 2))
-    if not _cube_residual(*args, center, edge, r):
+    if not _cube_residual(
+        q, weight, fixed, fixed_inverse, fixed_residual, log_edges, u_step, rows, center, edge, r
+    ):
         return _SINGULAR, center, edge, math.nan, jac
     cost = 0.0
     for i in range(n):
@@ -595,11 +596,35 @@ def _cube_lm_kernel(
     for _ in range(max_iterations):
         h_c = 1e-5 * max(abs(center), 1.0)
         h_e = 1e-4 * edge
-        if not _cube_residual(*args, center + h_c, edge, shifted):
+        if not _cube_residual(
+            q,
+            weight,
+            fixed,
+            fixed_inverse,
+            fixed_residual,
+            log_edges,
+            u_step,
+            rows,
+            center + h_c,
+            edge,
+            shifted,
+        ):
             return _SINGULAR, center, edge, cost, jac
         for i in range(n):
             jac[i, 0] = (shifted[i] - r[i]) / h_c
-        if not _cube_residual(*args, center, edge + h_e, shifted):
+        if not _cube_residual(
+            q,
+            weight,
+            fixed,
+            fixed_inverse,
+            fixed_residual,
+            log_edges,
+            u_step,
+            rows,
+            center,
+            edge + h_e,
+            shifted,
+        ):
             return _SINGULAR, center, edge, cost, jac
         for i in range(n):
             jac[i, 1] = (shifted[i] - r[i]) / h_e
@@ -620,7 +645,19 @@ def _cube_lm_kernel(
             new_edge = edge + (-g1 * a00 + g0 * h01) / det
             new_center = min(max(new_center, center_lo), center_hi)
             new_edge = min(max(new_edge, edge_lo), edge_hi)
-            if not _cube_residual(*args, new_center, new_edge, trial):
+            if not _cube_residual(
+                q,
+                weight,
+                fixed,
+                fixed_inverse,
+                fixed_residual,
+                log_edges,
+                u_step,
+                rows,
+                new_center,
+                new_edge,
+                trial,
+            ):
                 return _SINGULAR, center, edge, cost, jac
             new_cost = 0.0
             for i in range(n):
@@ -628,7 +665,8 @@ def _cube_lm_kernel(
             if new_cost <= cost:
                 moved_c, moved_e = abs(new_center - center), abs(new_edge - edge)
                 center, edge, cost = new_center, new_edge, new_cost
-                r[:] = trial
+                for i in range(n):
+                    r[i] = trial[i]
                 damping = max(damping / 10.0, 1e-9)
                 break
             damping *= 10.0

@@ -4,7 +4,7 @@ D = 2 pi K / beta, with beta a width of the sample's line in q (nm^-1) after the
 instrumental width is removed. Three methods (``[scherrer] method``), each with its K:
 
 - ``"cube_profile"`` (default): the cut is fitted with the exact size-broadened line of
-  cube-shaped domains, q along <100> (:func:`pipeline.cube_line.cube_line_profile`): for one cube of edge L
+  cube-shaped domains, q along <100> (:mod:`pipeline.cube_line`): for one cube of edge L
   the line is sinc^2(dq L / 2), its integral breadth exactly 2 pi / L; a Gaussian size
   distribution of relative width `size_spread` is averaged with the weight diffraction
   gives it (number x volume), and the instrument is convolved in. The fitted size is the

@@ -381,7 +381,8 @@ def evaluate_kernel(
                 sub[b, a] = value
             sub[a, a] += 1e-10
         coef = _cholesky_solve(sub, rhs)
-        beta[:] = 0.0
+        for a in range(k):
+            beta[a] = 0.0
         negative = False
         for a in range(ka):
             beta[idx[a]] = coef[a, 0] / norms[idx[a]]

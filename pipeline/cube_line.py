@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from pipeline.lineshapes import FASTMATH, pseudo_voigt
 from pipeline.scherrer import GAUSS_BREADTH_PER_FWHM, LORENTZ_BREADTH_PER_FWHM, SINC2_FWHM_K
+from pipeline.varpro import legendre_basis
 
 FloatArray = NDArray[np.float64]
 
@@ -290,8 +291,7 @@ def fit_cube_line(
     q, y, s = q[keep], y[keep], s[keep]
     positive = s[s > 0]
     s = np.where(s > 0, s, positive.min() if positive.size else 1.0)
-    x = (2.0 * q - (lo + hi)) / (hi - lo)
-    fixed = [np.polynomial.legendre.legvander(x, background_order)]
+    fixed = [legendre_basis(q, lo_per_nm=lo, hi_per_nm=hi, order=background_order)]
     fixed += [pseudo_voigt(q, centre, width, eta)[:, None] for centre, width, eta in neighbours]
     fixed_design = np.ascontiguousarray(np.concatenate(fixed, axis=1) / s[:, None])
     weighted_y = y / s

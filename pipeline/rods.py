@@ -50,6 +50,7 @@ from pipeline.varpro import (
     evaluate_kernel,
     fit_statistics,
     information_criterion,
+    legendre_basis,
     levenberg_marquardt,
     model_args,
     prepare_profile,
@@ -924,8 +925,8 @@ def _search_residual(profile: Profile, background: Refined, settings: RodFitSett
     """
     if settings.background_knot_spacing_per_nm is None:
         return background.evaluation.residual / profile.weight
-    x = (2.0 * profile.q - (profile.q[0] + profile.q[-1])) / (profile.q[-1] - profile.q[0])
-    stiff = replace(profile, legendre=np.ascontiguousarray(np.polynomial.legendre.legvander(x, 3)))
+    q = profile.q
+    stiff = replace(profile, legendre=legendre_basis(q, lo_per_nm=q[0], hi_per_nm=q[-1], order=3))
     exponent = background.value("exponent")
     refined = levenberg_marquardt(
         _background_model(),

@@ -38,7 +38,6 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import BSpline
-from scipy.linalg import get_lapack_funcs
 
 from detectors.errors import ConfigError
 from pipeline.config import PeakShape
@@ -756,23 +755,30 @@ class Statistics:
 
     @property
     def covariance(self) -> FloatArray:
-        """Covariance (lmfit scaling): the nonlinear parameters, then the active linear ones."""
+        """Covariance (lmfit scaling): the nonlinear parameters, then the active linear ones.
+
+        Rows and columns of parameters held fixed (lower == upper) are 0. The inverse of
+        J^T J by Cholesky (compiled); where J^T J is not positive definite, the
+        pseudo-inverse.
+        """
         if self._covariance is None:
             ev = self.evaluation
-            norms = ev.norms[ev.active]
-            scaled = ev.design[:, ev.active] / norms
-            # parameters held fixed (lower == upper) do not count in the covariance
-            free = np.concatenate([~self.fixed, np.ones(norms.size, dtype=bool)])
-            jac = np.concatenate([ev.derivative[:, ~self.fixed], scaled], axis=1)
-            if free.all():  # the usual case: no held parameter, no scatter needed
-                covariance = _inverse_spd(jac.T @ jac) * self.redchi
-            else:
-                covariance = np.zeros((free.size, free.size))
-                covariance[np.ix_(free, free)] = _inverse_spd(jac.T @ jac) * self.redchi
-            # back from the column-normalised linear parameters to the heights
-            scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
-            self._covariance = covariance * np.outer(scale, scale)
+            covariance, ok = _covariance_kernel(
+                ev.derivative, ev.design, ev.active, ev.norms, self.fixed, self.redchi
+            )
+            self._covariance = covariance if ok else self._pseudo_inverse_covariance()
         return self._covariance
+
+    def _pseudo_inverse_covariance(self) -> FloatArray:
+        ev = self.evaluation
+        norms = ev.norms[ev.active]
+        free = np.concatenate([~self.fixed, np.ones(norms.size, dtype=bool)])
+        jac = np.concatenate([ev.derivative[:, ~self.fixed], ev.design[:, ev.active] / norms], 1)
+        covariance = np.zeros((free.size, free.size))
+        covariance[np.ix_(free, free)] = np.linalg.pinv(jac.T @ jac) * self.redchi
+        # back from the column-normalised linear parameters to the heights
+        scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
+        return np.asarray(covariance * np.outer(scale, scale), dtype=np.float64)
 
     @property
     def linear_index(self) -> NDArray[np.intp]:
@@ -785,22 +791,83 @@ class Statistics:
         return self._linear_index
 
 
-_POTRF, _POTRS = get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _covariance_kernel(
+    derivative: FloatArray,
+    design: FloatArray,
+    active: NDArray[np.bool_],
+    norms: FloatArray,
+    fixed: NDArray[np.bool_],
+    redchi: float,
+) -> tuple[FloatArray, bool]:
+    """Covariance of theta and the active linear parameters: redchi (J^T J)^-1, scaled.
 
-
-def _inverse_spd(matrix: FloatArray) -> FloatArray:
-    """Inverse of a symmetric positive semi-definite matrix (Cholesky; else pseudo-inverse)."""
-    # LAPACK potrf / potrs directly: what cho_factor / cho_solve call, without their
-    # per-call checks (the covariance of every refined start goes through here)
-    factor, info = _POTRF(matrix, lower=True, clean=False)
-    if info != 0:
-        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
-    inverse, info = _POTRS(factor, np.eye(matrix.shape[0]), lower=True)
-    if info != 0:
-        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
-    if not np.all(np.isfinite(inverse)) or np.any(np.diag(inverse) < 0):
-        return np.asarray(np.linalg.pinv(matrix), dtype=np.float64)
-    return np.asarray(inverse, dtype=np.float64)
+    J holds the derivatives by the free nonlinear parameters and the column-normalised
+    active design columns; the result is scaled back to the heights and has zero rows
+    and columns for the fixed parameters. False (and zeros) where J^T J is not
+    positive definite (Cholesky), for the caller's pseudo-inverse.
+    """
+    n, n_theta = derivative.shape
+    columns = np.empty(n_theta + design.shape[1], dtype=np.int64)  # J column -> cov row
+    scale = np.empty(columns.size)
+    p = 0
+    for t in range(n_theta):
+        if not fixed[t]:
+            columns[p] = t
+            scale[p] = 1.0
+            p += 1
+    n_rows = n_theta
+    for a in range(design.shape[1]):
+        if active[a]:
+            columns[p] = n_rows
+            scale[p] = 1.0 / norms[a]
+            p += 1
+            n_rows += 1
+    jac = np.empty((n, p))
+    for i in range(n):
+        c = 0
+        for t in range(n_theta):
+            if not fixed[t]:
+                jac[i, c] = derivative[i, t]
+                c += 1
+        for a in range(design.shape[1]):
+            if active[a]:
+                jac[i, c] = design[i, a] / norms[a]
+                c += 1
+    lower = np.zeros((p, p))
+    covariance = np.zeros((n_rows, n_rows))
+    for r in range(p):
+        for c in range(r + 1):
+            acc = 0.0
+            for i in range(n):
+                acc += jac[i, r] * jac[i, c]
+            for t in range(c):
+                acc -= lower[r, t] * lower[c, t]
+            if r == c:
+                if not (acc > 0.0 and math.isfinite(acc)):
+                    return covariance, False
+                lower[r, r] = math.sqrt(acc)
+            else:
+                lower[r, c] = acc / lower[c, c]
+    inverse = np.zeros((p, p))  # the inverse of the Cholesky factor, lower triangular
+    for c in range(p):
+        inverse[c, c] = 1.0 / lower[c, c]
+        for r in range(c + 1, p):
+            acc = 0.0
+            for t in range(c, r):
+                acc -= lower[r, t] * inverse[t, c]
+            inverse[r, c] = acc / lower[r, r]
+    for r in range(p):
+        for c in range(r + 1):
+            acc = 0.0
+            for t in range(r, p):
+                acc += inverse[t, r] * inverse[t, c]
+            value = acc * redchi * scale[r] * scale[c]
+            if not math.isfinite(value):
+                return np.zeros((n_rows, n_rows)), False
+            covariance[columns[r], columns[c]] = value
+            covariance[columns[c], columns[r]] = value
+    return covariance, True
 
 
 def fit_statistics(
@@ -832,6 +899,37 @@ def stderr(stats: Statistics, row: int) -> float:
     """Standard error of covariance row `row` (NaN where not defined)."""
     value = float(stats.covariance[row, row])
     return math.sqrt(value) if value >= 0 and math.isfinite(value) else math.nan
+
+
+def legendre_basis(
+    q_per_nm: FloatArray, *, lo_per_nm: float, hi_per_nm: float, order: int
+) -> FloatArray:
+    """Legendre polynomials P_0 ... P_order of q scaled from [lo, hi] to [-1, 1].
+
+    Parameters
+    ----------
+    q_per_nm : ndarray of shape (n,)
+        Positions, in nm^-1.
+    lo_per_nm, hi_per_nm : float
+        The q range mapped to [-1, 1], in nm^-1 (lo < hi).
+    order : int
+        Highest order (>= 0).
+
+    Returns
+    -------
+    ndarray of shape (n, order + 1)
+        ``numpy.polynomial.legendre.legvander`` of the scaled q.
+    """
+    q = np.ascontiguousarray(q_per_nm, dtype=np.float64)
+    # every frame of a run has the same q grid: the basis is built once (a copy is returned)
+    return _cached_legendre_basis(q.tobytes(), float(lo_per_nm), float(hi_per_nm), order).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_legendre_basis(q_bytes: bytes, lo: float, hi: float, order: int) -> FloatArray:
+    q = np.frombuffer(q_bytes, dtype=np.float64)
+    x = (2.0 * q - (lo + hi)) / (hi - lo)
+    return np.ascontiguousarray(np.polynomial.legendre.legvander(x, order))
 
 
 def bspline_basis(q_per_nm: FloatArray, knot_spacing_per_nm: float) -> FloatArray:
@@ -906,8 +1004,7 @@ def prepare_profile(
     if q[-1] <= q[0]:
         return "all valid bins sit at the same q_par"
     if knot_spacing_per_nm is None:
-        x = (2.0 * q - (q[0] + q[-1])) / (q[-1] - q[0])
-        legendre = np.polynomial.legendre.legvander(x, order)
+        legendre = legendre_basis(q, lo_per_nm=q[0], hi_per_nm=q[-1], order=order)
     else:
         legendre = bspline_basis(q, knot_spacing_per_nm)
     return Profile(

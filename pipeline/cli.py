@@ -106,7 +106,8 @@ def _run_reduce(args: argparse.Namespace) -> int:
     for path in (outputs.nexus, outputs.csv, *outputs.plots):
         print(f"wrote {path}")
     for row in outputs.bad_frames:
-        print(f"bad frame: {row.file} [{row.frame}]: {row.flags}", file=sys.stderr)
+        where = f"{row.file} {row.dataset}" if row.dataset else row.file
+        print(f"bad frame: {where} [{row.frame}]: {row.flags}", file=sys.stderr)
     return EXIT_SOME_FRAMES_BAD if outputs.n_bad else EXIT_OK
 
 
@@ -209,11 +210,10 @@ def _watch_locked(
             server.stop()
     print(f"watched: {final.reduced} frames reduced, {final.bad} bad; output in {out}")
     for entry in watcher.journal.entries:
-        if not entry.reduced.result.input_ok:
-            print(
-                f"bad frame: {entry.file} [{entry.reduced.result.frame_index}]: {entry.reason}",
-                file=sys.stderr,
-            )
+        result = entry.reduced.result
+        if not result.input_ok:
+            where = f"{entry.file} {result.dataset}" if result.dataset else entry.file
+            print(f"bad frame: {where} [{result.frame_index}]: {entry.reason}", file=sys.stderr)
     return EXIT_SOME_FRAMES_BAD if final.bad else EXIT_OK
 
 

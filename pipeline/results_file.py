@@ -70,6 +70,7 @@ STRING_BYTES = {
     "scherrer_method": 32,
     "rod_orders": 128,
     "file": 512,
+    "dataset": 256,
     "flags": 1024,
     "identity": 96,
 }
@@ -77,7 +78,7 @@ STRING_BYTES = {
 #: Rows per HDF5 chunk along the frame axis.
 _CHUNK_ROWS = 64
 
-_STRING_COLUMNS = ("detector", "file", "symmetry", "scherrer_method", "flags")
+_STRING_COLUMNS = ("detector", "file", "dataset", "symmetry", "scherrer_method", "flags")
 
 # name, units, value of a rod fit (None: no rod)
 _ROD_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -305,7 +306,7 @@ class ResultsWriter:
             columns.add("entry/journal/frame", result.frame_index)
             columns.add("entry/journal/file_identity", _fixed(entry.identity, "identity"))
             columns.add("entry/journal/reason", _fixed(entry.reason, "flags"))
-            columns.add("entry/journal/dataset", _fixed(result.dataset, "file"))
+            columns.add("entry/journal/dataset", _fixed(result.dataset, "dataset"))
             if entry.checksum:
                 columns.add("entry/reduction/inputs/file_name", _fixed(result.path, "file"))
                 columns.add("entry/reduction/inputs/checksum", _fixed(entry.checksum, "identity"))
@@ -452,8 +453,10 @@ def read_results(path: Path, *, swmr: bool = True) -> ResultsData:
         try:
             entry = fh["entry"]
             summary = entry["summary"]
-            columns = {name: summary[name][()] for name in COLUMNS}
+            columns = {name: summary[name][()] for name in COLUMNS if name != "dataset"}
             n = min(len(v) for v in columns.values())
+            # files written before the dataset column: frames of single-dataset files
+            columns["dataset"] = summary["dataset"][()] if "dataset" in summary else [b""] * n
             rows = [_row_from_columns(columns, i) for i in range(n)]
             cuts: dict[str, tuple[NDArray[np.float64], ...]] = {}
             for kind in ("gisaxs", "giwaxs"):
@@ -488,6 +491,7 @@ def read_results(path: Path, *, swmr: bool = True) -> ResultsData:
             math.inf if math.isnan(r.time_s) else r.time_s,
             r.detector,
             r.file,
+            r.dataset,
             r.frame,
         ),
     )
@@ -581,7 +585,7 @@ def _create_layout(
     _grow(journal, "frame", dtype=np.int64)
     _grow(journal, "file_identity", text="identity")
     _grow(journal, "reason", text="flags")
-    _grow(journal, "dataset", text="file")
+    _grow(journal, "dataset", text="dataset")
     _write_process(entry, config, plans, fingerprints, now)
 
 

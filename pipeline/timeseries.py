@@ -24,6 +24,7 @@ COLUMNS: tuple[str, ...] = (
     "time_s",
     "detector",
     "file",
+    "dataset",
     "frame",
     "position",
     "q1_nm-1",
@@ -62,8 +63,12 @@ class SeriesRow:
         Which detector took the frame.
     file : str
         Source file, relative to the run's folder where it lies inside it.
+    dataset : str
+        The HDF5 dataset the frame was read from ("" for a file of one image or one
+        stack): two scans of one BLISS file, or two data files of a Dectris series, have
+        frames of the same index.
     frame : int
-        Index of the frame within its file.
+        Index of the frame within its file (within its dataset for HDF5).
     position : int or None
         Sample-position index.
     q1_per_nm, q1_err_per_nm : float
@@ -95,6 +100,7 @@ class SeriesRow:
     time_s: float
     detector: Kind
     file: str
+    dataset: str
     frame: int
     position: int | None
     q1_per_nm: float = math.nan
@@ -123,6 +129,7 @@ class SeriesRow:
                     self.time_s,
                     self.detector,
                     self.file,
+                    self.dataset,
                     self.frame,
                     self.position,
                     self.q1_per_nm,
@@ -291,6 +298,7 @@ def row_from_result(
         time_s=time_s,
         detector=result.kind,
         file=_display_path(result.path, base_dir),
+        dataset=result.dataset,
         frame=result.frame_index,
         position=result.position,
         flags="; ".join(flags),

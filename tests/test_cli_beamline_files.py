@@ -88,6 +88,11 @@ def test_a_run_over_three_bliss_scans_is_reduced_whole_in_order(tmp_path, truth)
     assert times == sorted(times)
     # each scan starts after a pause: the gaps show on the time axis
     assert max(np.diff(times)) > PAUSE_S
+    # the frames of each scan are numbered from 0: the dataset column tells them apart
+    scans = [scan for scan in ("1.1", "2.1", "10.1") for _ in dict(SCANS)[scan]]
+    datasets = [f"/{scan}/instrument/pilatus300kw/data" for scan in scans]  # the link's target
+    assert [r["dataset"] for r in rows] == datasets
+    assert [r["frame"] for r in rows] == ["0", "1"] * 3
     for row, name in zip(rows, order, strict=True):
         expected = truth[name]
         assert row["symmetry"] == expected["symmetry"], name

@@ -147,6 +147,18 @@ def test_results_file_round_trip_and_valid_nexus(config, reducers, tmp_path):
         assert fh["entry/first_rod/q1"][2] == entries[2].reduced.result.rod.q1_per_nm
 
 
+def test_a_results_file_from_before_the_dataset_column_is_still_read(config, reducers, tmp_path):
+    entries = _entries(reducers)
+    path = tmp_path / "results.h5"
+    write_results(path, entries, {k: r.plan for k, r in reducers.items()}, config)
+    with h5py.File(path, "a") as fh:
+        assert fh["entry/summary/dataset"].shape == (6,)
+        del fh["entry/summary/dataset"]  # as release 0.x wrote it
+    rows = read_results(path).rows
+    assert len(rows) == 6
+    assert {r.dataset for r in rows} == {""}
+
+
 def test_another_process_reads_the_file_while_frames_are_appended(config, reducers, tmp_path):
     entries = _entries(reducers)
     plans = {k: r.plan for k, r in reducers.items()}

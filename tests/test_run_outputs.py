@@ -356,7 +356,7 @@ def test_a_full_disk_is_one_error_line_before_any_work(run, tmpfs):
 
 def test_a_disk_that_fills_while_writing_is_an_output_error(tmpfs):
     fill(tmpfs, leave_bytes=4 * 1024)
-    rows = [SeriesRow(time_s=float(i), detector="gisaxs", file=f"f{i}" * 40, frame=0,
+    rows = [SeriesRow(time_s=float(i), detector="gisaxs", file=f"f{i}" * 40, dataset="", frame=0,
                       position=None) for i in range(2000)]  # fmt: skip
     with pytest.raises(OutputError, match="no space left"):
         write_csv(tmpfs / "summary.csv", rows)

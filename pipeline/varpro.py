@@ -133,6 +133,8 @@ _SHAPE_CODES: dict[str, int] = {"gaussian": 0, "lorentzian": 1, "pseudo_voigt": 
 #: Model geometries: no peaks; lattice rods, theta = [p, q1, w, (s), (gamma)];
 #: independent peaks, theta = [c0, w0, c1, w1, ...].
 MODE_BACKGROUND, MODE_RODS, MODE_PEAKS = 0, 1, 2
+#: Relative chi-square change below which a refinement has converged.
+_CHI2_RTOL = 1e-7
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +241,8 @@ def _sum_squares(values: FloatArray) -> float:
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
-    """Solve matrix @ x = rhs for a small symmetric positive-definite matrix, rhs (k, r)."""
+def _cholesky_factor(matrix: FloatArray) -> FloatArray:
+    """Lower Cholesky factor of a small symmetric positive-definite matrix."""
     k = matrix.shape[0]
     lower = np.zeros((k, k))
     for i in range(k):
@@ -252,6 +254,13 @@ def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
                 lower[i, i] = math.sqrt(max(acc, 1e-300))
             else:
                 lower[i, j] = acc / lower[j, j]
+    return lower
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _cholesky_substitute(lower: FloatArray, rhs: FloatArray) -> FloatArray:
+    """Solve L L^T x = rhs for the factor L of :func:`_cholesky_factor`, rhs (k, r)."""
+    k = lower.shape[0]
     x = rhs.copy()
     for c in range(rhs.shape[1]):
         for i in range(k):
@@ -265,6 +274,30 @@ def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
                 acc -= lower[t, i] * x[t, c]
             x[i, c] = acc / lower[i, i]
     return x
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _cholesky_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
+    """Solve matrix @ x = rhs for a small symmetric positive-definite matrix, rhs (k, r)."""
+    return _cholesky_substitute(_cholesky_factor(matrix), rhs)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _normalised_gram(gram: FloatArray, norms: FloatArray, idx: NDArray[np.int64]) -> FloatArray:
+    """The Gram matrix (lower triangle given) of the columns `idx`, each scaled to norm 1.
+
+    A ridge of 1e-10 on the diagonal keeps it positive definite.
+    """
+    ka = idx.size
+    sub = np.empty((ka, ka))
+    for a in range(ka):
+        ia = idx[a]
+        for b in range(a + 1):
+            value = gram[ia, idx[b]] / (norms[ia] * norms[idx[b]])
+            sub[a, b] = value
+            sub[b, a] = value
+        sub[a, a] += 1e-10
+    return sub
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -364,22 +397,15 @@ def evaluate_kernel(
         active[a] = norms[a] > floor
     beta = np.zeros(k)
     idx = _indices(active)
-    sub = np.zeros((0, 0))
+    factor = np.zeros((0, 0))  # of the normalised Gram matrix of the active columns
     for _ in range(k):
         idx = _indices(active)
         ka = idx.size
-        sub = np.empty((ka, ka))
         rhs = np.empty((ka, 1))
         for a in range(ka):
-            ia = idx[a]
-            rhs[a, 0] = moment[ia] / norms[ia]
-            for b in range(a + 1):
-                ib = idx[b]
-                value = gram[ia, ib] / (norms[ia] * norms[ib])
-                sub[a, b] = value
-                sub[b, a] = value
-            sub[a, a] += 1e-10
-        coef = _cholesky_solve(sub, rhs)
+            rhs[a, 0] = moment[idx[a]] / norms[idx[a]]
+        factor = _cholesky_factor(_normalised_gram(gram, norms, idx))
+        coef = _cholesky_substitute(factor, rhs)
         for a in range(k):
             beta[a] = 0.0
         negative = False
@@ -395,6 +421,7 @@ def evaluate_kernel(
             if not active[idx[a]]:
                 beta[idx[a]] = 0.0
         idx = _indices(active)
+        factor = _cholesky_factor(_normalised_gram(gram, norms, idx))
     residual = y_w.copy()
     for i in range(n):
         acc = 0.0
@@ -437,17 +464,10 @@ def evaluate_kernel(
             xa = design[i, idx[a]]
             for t in range(n_theta):
                 cross[a, t] += xa * derivative[i, t]
-    sub = np.empty((ka, ka))
     for a in range(ka):
-        ia = idx[a]
-        for b in range(a + 1):
-            value = gram[ia, idx[b]] / (norms[ia] * norms[idx[b]])
-            sub[a, b] = value
-            sub[b, a] = value
-        sub[a, a] += 1e-10
         for t in range(n_theta):
-            cross[a, t] /= norms[ia]
-    projection = _cholesky_solve(sub, cross)
+            cross[a, t] /= norms[idx[a]]
+    projection = _cholesky_substitute(factor, cross)  # the linear solve's own factor
     jacobian = -derivative
     for i in range(n):
         for s in range(row_counts[i]):
@@ -548,6 +568,22 @@ def _lm_kernel(
         if n_free == 0:
             converged = True
             break
+        # converged when the Gauss-Newton step predicts less than _CHI2_RTOL of chi-square
+        # to gain: the steps that would confirm it (a tiny accepted one, then rejected
+        # ones while the damping grows) are not evaluated
+        newton = np.empty((n_free, n_free))
+        along = np.empty((n_free, 1))
+        for a in range(n_free):
+            along[a, 0] = gradient[free[a]]
+            for b in range(n_free):
+                newton[a, b] = hessian[free[a], free[b]]
+        step = _cholesky_solve(newton, along)
+        predicted = 0.0
+        for a in range(n_free):
+            predicted += along[a, 0] * step[a, 0]
+        if 0.0 <= predicted <= _CHI2_RTOL * chi2:
+            converged = True
+            break
         system = np.empty((n_free, n_free))
         rhs = np.empty((n_free, 1))
         for a in range(n_free):
@@ -590,7 +626,7 @@ def _lm_kernel(
             best = out
             chi2 = trial_chi2
             damping = max(damping * 0.2, 1e-9)
-            if decrease < 1e-7:
+            if decrease < _CHI2_RTOL:
                 converged = True
                 break
         else:

@@ -307,7 +307,7 @@ def fit_cube_line(
     sample_fwhm0 = math.sqrt(max(fwhm_per_nm**2 - instrument_fwhm_per_nm**2, 0.25 * fwhm_per_nm**2))
     edge0 = 2.0 * math.pi * SINC2_FWHM_K / sample_fwhm0
     lo_edge, hi_edge = _EDGE_BOUNDS_NM
-    status, center, edge, cost, jac = _cube_lm_kernel(
+    line_model = (
         q,
         1.0 / s,
         fixed_design,
@@ -316,6 +316,9 @@ def fit_cube_line(
         family.log_edges,
         family.u_step,
         family.rows,
+    )
+    status, center, edge, cost, jac = _cube_lm_kernel(
+        line_model,
         center_per_nm,
         min(max(edge0, lo_edge * 1.2), hi_edge / 1.2),
         lo,
@@ -374,6 +377,12 @@ _EDGE_BOUNDS_NM = (0.5, 200.0)
 _FAMILY_EDGES = 261
 #: Most Levenberg-Marquardt iterations of the cube-line fit.
 _MAX_ITERATIONS = 60
+#: What the cube-line residual needs: q (nm^-1), 1 / sigma, the weighted fixed columns
+#: (n, p), the inverse of their Gram matrix, the fixed fit's residual, and the line
+#: family's log edges, u step and rows (:class:`_LineFamily`).
+_LineModel = tuple[
+    FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, float, FloatArray
+]
 #: Outcomes of :func:`_cube_lm_kernel`.
 _CONVERGED, _NOT_CONVERGED, _SINGULAR = 0, 1, 2
 
@@ -493,19 +502,7 @@ def _line_widths(
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _cube_residual(
-    q: FloatArray,
-    weight: FloatArray,
-    fixed: FloatArray,
-    fixed_inverse: FloatArray,
-    fixed_residual: FloatArray,
-    log_edges: FloatArray,
-    u_step: float,
-    rows: FloatArray,
-    center: float,
-    edge_nm: float,
-    out: FloatArray,
-) -> bool:
+def _cube_residual(line_model: _LineModel, center: float, edge_nm: float, out: FloatArray) -> bool:
     """Weighted residual of the best [fixed | line] fit at (centre, edge), into `out`.
 
     The line is interpolated linearly in the table (fast; <= 5e-4 of its height at the
@@ -514,6 +511,7 @@ def _cube_residual(
     the rest (a Schur complement). False where the line is zero or a combination of the
     fixed columns.
     """
+    q, weight, fixed, fixed_inverse, fixed_residual, log_edges, u_step, rows = line_model
     j, w = _table_row(log_edges, edge_nm)
     step = u_step / edge_nm
     last = rows.shape[1] - 4  # the last tabulated point, in steps
@@ -558,14 +556,7 @@ def _cube_residual(
 
 @numba.njit(cache=True, fastmath=FASTMATH)
 def _cube_lm_kernel(
-    q: FloatArray,
-    weight: FloatArray,
-    fixed: FloatArray,
-    fixed_inverse: FloatArray,
-    fixed_residual: FloatArray,
-    log_edges: FloatArray,
-    u_step: float,
-    rows: FloatArray,
+    line_model: _LineModel,
     center0: float,
     edge0: float,
     center_lo: float,
@@ -579,13 +570,11 @@ def _cube_lm_kernel(
     Returns the outcome (:data:`_CONVERGED`, :data:`_NOT_CONVERGED` or :data:`_SINGULAR`),
     centre, edge, chi-square and the Jacobian (n, 2) at the last derivative step.
     """
-    n = q.size
+    n = line_model[0].size
     center, edge = center0, edge0
     r = np.empty(n)
     jac = np.zeros((n, 2))
-    if not _cube_residual(
-        q, weight, fixed, fixed_inverse, fixed_residual, log_edges, u_step, rows, center, edge, r
-    ):
+    if not _cube_residual(line_model, center, edge, r):
         return _SINGULAR, center, edge, math.nan, jac
     cost = 0.0
     for i in range(n):
@@ -596,35 +585,11 @@ def _cube_lm_kernel(
     for _ in range(max_iterations):
         h_c = 1e-5 * max(abs(center), 1.0)
         h_e = 1e-4 * edge
-        if not _cube_residual(
-            q,
-            weight,
-            fixed,
-            fixed_inverse,
-            fixed_residual,
-            log_edges,
-            u_step,
-            rows,
-            center + h_c,
-            edge,
-            shifted,
-        ):
+        if not _cube_residual(line_model, center + h_c, edge, shifted):
             return _SINGULAR, center, edge, cost, jac
         for i in range(n):
             jac[i, 0] = (shifted[i] - r[i]) / h_c
-        if not _cube_residual(
-            q,
-            weight,
-            fixed,
-            fixed_inverse,
-            fixed_residual,
-            log_edges,
-            u_step,
-            rows,
-            center,
-            edge + h_e,
-            shifted,
-        ):
+        if not _cube_residual(line_model, center, edge + h_e, shifted):
             return _SINGULAR, center, edge, cost, jac
         for i in range(n):
             jac[i, 1] = (shifted[i] - r[i]) / h_e
@@ -645,19 +610,7 @@ def _cube_lm_kernel(
             new_edge = edge + (-g1 * a00 + g0 * h01) / det
             new_center = min(max(new_center, center_lo), center_hi)
             new_edge = min(max(new_edge, edge_lo), edge_hi)
-            if not _cube_residual(
-                q,
-                weight,
-                fixed,
-                fixed_inverse,
-                fixed_residual,
-                log_edges,
-                u_step,
-                rows,
-                new_center,
-                new_edge,
-                trial,
-            ):
+            if not _cube_residual(line_model, new_center, new_edge, trial):
                 return _SINGULAR, center, edge, cost, jac
             new_cost = 0.0
             for i in range(n):

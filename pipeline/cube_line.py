@@ -297,7 +297,7 @@ def fit_cube_line(
     weighted_y = y / s
     # the fixed block is eliminated once (Schur complement): each residual then needs
     # only the line's products, not a new linear solve
-    fixed_inverse = np.linalg.inv(fixed_design.T @ fixed_design)
+    fixed_inverse = np.asarray(np.linalg.inv(fixed_design.T @ fixed_design), dtype=np.float64)
     fixed_coef = fixed_inverse @ (fixed_design.T @ weighted_y)
     fixed_residual = fixed_design @ fixed_coef - weighted_y
 

@@ -254,6 +254,9 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--peak-shape", choices=("gaussian", "lorentzian", "pseudo_voigt"), default="gaussian"
     )
     p.add_argument(
+        "--max-nfev", type=int, default=60, help="evaluation limit of each fit (default 60)"
+    )
+    p.add_argument(
         "--scherrer-method",
         choices=("cube_profile", "integral_breadth", "fwhm"),
         default="cube_profile",
@@ -302,6 +305,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         q_perp_band_per_nm=tuple(args.band) if args.band else None,
         q_par_range_per_nm=tuple(args.q_range) if args.q_range else None,
         peak_shape=args.peak_shape,
+        max_nfev=args.max_nfev,
         k_factor=args.k_factor,
         scherrer_method=args.scherrer_method,
     )

@@ -22,6 +22,7 @@ Schema (version 1)::
     q_par_range_per_nm = [0.3, 2.4]
     n_bins = "auto"                  # or a number; auto: bins about 2 pixel columns wide
     peak_shape = "gaussian"           # "gaussian", "lorentzian" or "pseudo_voigt"
+    max_nfev = 60                     # evaluation limit of each fit (a fit that hits it is flagged)
     exposure_period_s = 10.0          # used only for frames without a time stamp
     q1_window_per_nm = [0.4, 1.4]     # GISAXS only: where the first rod is searched
     peak_window_per_nm = [16.5, 23.5] # GIWAXS only: the {200} fit window
@@ -76,6 +77,7 @@ _COMMON_KEYS = {
     "q_par_range_per_nm",
     "n_bins",
     "peak_shape",
+    "max_nfev",
     "exposure_period_s",
 }
 _KIND_KEYS: dict[Kind, set[str]] = {
@@ -114,6 +116,7 @@ class DetectorSettings:
     q_par_range_per_nm: tuple[float, float] = (0.3, 2.4)
     n_bins: int | None = None
     peak_shape: PeakShape = "gaussian"
+    max_nfev: int = 60
     exposure_period_s: float | None = None
     q1_window_per_nm: tuple[float, float] = (0.4, 1.4)
     peak_window_per_nm: tuple[float, float] = (16.5, 23.5)
@@ -151,6 +154,10 @@ class DetectorSettings:
             raise ConfigError(msg)
         if self.peak_shape not in PEAK_SHAPES:
             msg = f"{where} peak_shape must be one of {PEAK_SHAPES}, got {self.peak_shape!r}"
+            raise ConfigError(msg)
+        nfev = self.max_nfev
+        if isinstance(nfev, bool) or not (isinstance(nfev, int) and nfev >= 5):
+            msg = f"{where} max_nfev must be an integer >= 5 (default 60), got {self.max_nfev!r}"
             raise ConfigError(msg)
         if self.exposure_period_s is not None and not self.exposure_period_s > 0:
             msg = f"{where} exposure_period_s must be > 0 s, got {self.exposure_period_s!r}"
@@ -304,6 +311,7 @@ def _detector_settings(kind: Kind, raw: Any, base_dir: Path, source: str) -> Det
         ),
         n_bins=_integer(table, "n_bins", None, kind),
         peak_shape=table.get("peak_shape", "gaussian"),
+        max_nfev=table.get("max_nfev", 60),
         exposure_period_s=_number(table, "exposure_period_s", None, kind),
         q1_window_per_nm=_pair(
             table.get("q1_window_per_nm", defaults["q1_window_per_nm"].default),

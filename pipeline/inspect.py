@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.io import load_resolution
+from detectors.errors import ConfigError
 from detectors.io import FrameRef, read_frame
 from pipeline.checks import check_cut_bins
 from pipeline.config import (
@@ -48,6 +49,7 @@ def inspect_frame(
     q_perp_band_per_nm: tuple[float, float] | None = None,
     q_par_range_per_nm: tuple[float, float] | None = None,
     peak_shape: PeakShape = "gaussian",
+    max_nfev: int = 60,
     k_factor: float | None = None,
     scherrer_method: ScherrerMethod = "cube_profile",
 ) -> SeriesRow:
@@ -82,6 +84,8 @@ def inspect_frame(
         Band and q_par range of the cut, in nm^-1 (None: the kind's defaults).
     peak_shape : {"gaussian", "lorentzian", "pseudo_voigt"}
         Peak shape of the fits.
+    max_nfev : int
+        Evaluation limit of each fit (>= 5).
     k_factor : float or None
         Scherrer constant K (None: the method's K for cubes).
     scherrer_method : {"cube_profile", "integral_breadth", "fwhm"}
@@ -109,6 +113,7 @@ def inspect_frame(
         tilt_angle_deg=tilt_angle_deg,
         sample_orientation=sample_orientation,
         peak_shape=peak_shape,
+        max_nfev=max_nfev,
         resolution=resolution,
     )
     geometry = load_geometry(settings)
@@ -117,6 +122,7 @@ def inspect_frame(
     fix = "drop --mask-invert" if mask_invert else "add --mask-invert"
     static = load_static_mask(geometry, mask, invert=mask_invert, fix=fix)
     maps = geometry.q_maps()
+    forced = kind is not None
     kind = kind or frame_kind(maps, static)
     band = q_perp_band_per_nm or KIND_DEFAULTS[kind]["q_perp_band_per_nm"]
     settings = replace(settings, kind=kind, q_perp_band_per_nm=band)
@@ -126,6 +132,15 @@ def inspect_frame(
             maps, static, resolve_band(settings, geometry, static, maps)
         )
         q_par_range_per_nm = (max(lo, reach_lo), min(hi, reach_hi))
+        if q_par_range_per_nm[0] >= q_par_range_per_nm[1]:
+            how = "--kind" if forced else "the q range on the detector"
+            msg = (
+                f"{path}: in its q_perp band the frame reaches q_par {reach_lo:.2f}-"
+                f"{reach_hi:.2f} nm^-1, none of the {kind} range {lo:g}-{hi:g} nm^-1 (the kind "
+                f"from {how}): "
+                + ("drop --kind, or give --q-range" if forced else "give --q-range and --band")
+            )
+            raise ConfigError(msg)
     settings = replace(settings, q_par_range_per_nm=q_par_range_per_nm)
 
     def plan_with(static_mask: NDArray[np.bool_]) -> ReductionPlan:

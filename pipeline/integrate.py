@@ -418,8 +418,9 @@ def _line_q(
 
     A line is a column where q_par changes less from row to row than from column to
     column (the usual grazing-incidence set-up), else a row; the two sides of the direct
-    beam are separate lines. A pixel further than one bin width from its line's mean
-    q_par (a detector turned so that no axis follows q_perp) keeps its own q_par.
+    beam are separate lines. A pixel further from its line's mean q_par than one bin width
+    and than half the distance between neighbouring lines (a detector turned so that no
+    axis follows q_perp) keeps its own q_par; bins finer than the lines do not split them.
     """
     q_par = maps.q_par_per_nm
     flat_rows, flat_cols = np.unravel_index(pixel_index, q_par.shape)
@@ -428,8 +429,11 @@ def _line_q(
     line = flat_cols if np.nanmedian(by_rows) <= np.nanmedian(by_cols) else flat_rows
     side = np.signbit(q_par.ravel()[pixel_index])
     _, which = np.unique(2 * line + side, return_inverse=True)
-    line_q = (np.bincount(which, weights=q_pixel) / np.bincount(which))[which]
-    return np.where(np.abs(q_pixel - line_q) <= bin_width_per_nm, line_q, q_pixel)
+    means = np.bincount(which, weights=q_pixel) / np.bincount(which)
+    pitch = float(np.median(np.diff(np.sort(means)))) if means.size > 1 else 0.0
+    reach = max(bin_width_per_nm, 0.5 * pitch)
+    line_q = means[which]
+    return np.where(np.abs(q_pixel - line_q) <= reach, line_q, q_pixel)
 
 
 def _pixel_normalisation(

@@ -297,6 +297,14 @@ def _fit_peak_from(
         np.asarray(upper),
         max_nfev=settings.max_nfev,
     )
+    if refined.hit_max_nfev:
+        return _failed_peak(
+            f"the {{200}} fit stopped at its evaluation limit (max_nfev = {settings.max_nfev}) "
+            "before converging: raise max_nfev (the [giwaxs] key; --max-nfev of gixs inspect)",
+            settings,
+            profile.n,
+            warm,
+        )
     ev = refined.evaluation
     stats = fit_statistics(ev, profile.n, model.n_theta, "bic")
     center, fwhm = refined.value("center200"), refined.value("fwhm200")

@@ -240,10 +240,14 @@ def plan_reduction(
         static_mask=static_mask,
         cut=cut,
         rod_settings=RodFitSettings(
-            peak_shape=settings.peak_shape, q1_window_per_nm=settings.q1_window_per_nm
+            peak_shape=settings.peak_shape,
+            q1_window_per_nm=settings.q1_window_per_nm,
+            max_nfev=settings.max_nfev,
         ),
         peak_settings=PeakFitSettings(
-            peak_shape=settings.peak_shape, window_per_nm=settings.peak_window_per_nm
+            peak_shape=settings.peak_shape,
+            window_per_nm=settings.peak_window_per_nm,
+            max_nfev=settings.max_nfev,
         ),
         resolution=resolution,
         scherrer=scherrer,
@@ -366,6 +370,7 @@ def _with_scherrer(
             breadth_corrected(fwhm, peak.eta + 1e-4) - breadth_corrected(fwhm, peak.eta - 1e-4)
         ) / 2e-4
     breadth_corr_err = math.hypot(d_fwhm * fwhm_err, d_eta * peak.eta_err)
+    line_ok = True  # the width's line model gave a width (the cube line may not)
     if settings.method == "cube_profile":
         neighbours = tuple(
             (
@@ -396,10 +401,17 @@ def _with_scherrer(
         )
         if peak.ok and not cube.ok:
             flags.append(f"cube_line_fit: {cube.message}")
-        fwhm, fwhm_err = cube.fwhm_per_nm, cube.fwhm_err_per_nm
-        breadth, breadth_err = cube.breadth_per_nm, cube.breadth_err_per_nm
-        breadth_corr, breadth_corr_err = cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm
-        corr = cube.sample_fwhm_per_nm
+        # a cube line at its edge bound (or failed) gives no width: NaN, with the flag
+        line_ok = cube.ok
+        nan = math.nan
+        fwhm, fwhm_err = (cube.fwhm_per_nm, cube.fwhm_err_per_nm) if cube.ok else (nan, nan)
+        breadth, breadth_err = (
+            (cube.breadth_per_nm, cube.breadth_err_per_nm) if cube.ok else (nan, nan)
+        )
+        breadth_corr, breadth_corr_err = (
+            (cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm) if cube.ok else (nan, nan)
+        )
+        corr = cube.sample_fwhm_per_nm if cube.ok else nan
         width, width_err = breadth_corr, breadth_corr_err
     elif settings.method == "integral_breadth":
         width, width_err = breadth_corr, breadth_corr_err
@@ -409,7 +421,7 @@ def _with_scherrer(
         width = math.nan
     domain = scherrer_size_nm(width, k_factor=k)
     domain_err = scherrer_size_err_nm(width, width_err, k_factor=k)
-    if peak.ok and not math.isfinite(corr):
+    if peak.ok and line_ok and not math.isfinite(corr):
         flags.append("fwhm200 not above the instrumental width")
     return FrameResult(
         **common,  # type: ignore[arg-type]

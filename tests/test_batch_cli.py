@@ -192,6 +192,10 @@ def test_cli_reduce_and_inspect_as_subprocess(demo, tmp_path):
         (lambda d, t: ["inspect", str(d.parent / "giwaxs" / "giwaxs_00000.cbf")], "shape"),
         (lambda d, t: ["reduce", str(_edit(d, t, "n_bins", "n_binz"))], "unknown key 'n_binz'"),
         (lambda d, t: ["inspect", str(_no_frames_h5(t))], "no frame dataset"),
+        (  # a GISAXS frame forced to GIWAXS
+            lambda d, t: ["inspect", str(d.parent / "gisaxs/gisaxs_00000.cbf"), "--kind=giwaxs"],
+            "none of the giwaxs range 15.5-23.5 nm^-1 (the kind from --kind): drop --kind",
+        ),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_2(demo, tmp_path, make, expected):
@@ -203,6 +207,24 @@ def test_bad_input_gives_one_error_line_and_exit_2(demo, tmp_path, make, expecte
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert expected in lines[0]
+
+
+def test_a_fit_at_its_evaluation_limit_names_the_setting_that_raises_it(demo, tmp_path):
+    frame = demo.parent / "giwaxs" / "giwaxs_00007.cbf"
+    args = ["--poni", str(demo.parent / "giwaxs.poni"), "--incidence-angle", "0.3", "--json"]
+    limited = run_gixs("inspect", str(frame), *args, "--max-nfev", "5")
+    assert limited.returncode == EXIT_OK, limited.stderr
+    record = json.loads(limited.stdout)
+    assert "stopped at its evaluation limit (max_nfev = 5)" in record["flags"]
+    assert "--max-nfev of gixs inspect" in record["flags"]
+    assert record["domain_nm"] is None  # a missing value, not a number
+    config = _edit(demo, tmp_path, "[giwaxs]", "[giwaxs]\nmax_nfev = 5")
+    done = run_gixs("reduce", str(config), "--out", str(tmp_path / "out"), "--quiet")
+    assert done.returncode == EXIT_OK, done.stderr
+    with open(tmp_path / "out" / "summary.csv", newline="") as fh:
+        giwaxs = [r for r in csv.DictReader(fh) if r["detector"] == "giwaxs"]
+    assert any("max_nfev = 5" in r["flags"] for r in giwaxs)
+    assert all(r["domain_nm"] == "" for r in giwaxs if "max_nfev" in r["flags"])  # no value
 
 
 def test_poni_with_missing_key_is_named(demo, tmp_path):

@@ -1,12 +1,15 @@
 """Rod and {200} fits on seeded synthetic profiles with known answers."""
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import lmfit
 import numpy as np
 import pytest
 
 from detectors.errors import ConfigError
+from pipeline.cube_line import cube_line_profile
 from pipeline.fits import (
     PeakFit,
     PeakFitSettings,
@@ -15,6 +18,7 @@ from pipeline.fits import (
     fit_peak200,
     fit_rods,
 )
+from pipeline.io import load_config, load_plan
 from pipeline.lattice import rod_positions
 
 FOUR_LN2 = 4 * math.log(2)
@@ -373,6 +377,27 @@ def test_200_warm_start_gives_the_cold_answer(shape):
     assert warm.warm_started
     assert warm.fwhm_per_nm == pytest.approx(cold.fwhm_per_nm, rel=1e-4)
     assert warm.center_per_nm == pytest.approx(cold.center_per_nm, abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", ["gaussian", "lorentzian", "pseudo_voigt"])
+def test_200_fit_at_its_evaluation_limit_is_not_ok(shape):
+    # a cube line with its {111} neighbour: the fit needs more than 5 evaluations
+    rng = np.random.default_rng(31)
+    line = cube_line_profile(Q_WAXS - 20.52, edge_nm=5.7, size_spread=0.1)
+    y, s = poisson(rng, 100 + 3 * Q_WAXS + 8000 * line + 2000 * np.roll(line, -95))
+    limited = fit_peak200(Q_WAXS, y, s, settings=PeakFitSettings(peak_shape=shape, max_nfev=5))
+    assert not limited.ok
+    assert "evaluation limit (max_nfev = 5)" in limited.message
+    assert "raise max_nfev" in limited.message
+    assert math.isnan(limited.fwhm_per_nm)
+    assert fit_peak200(Q_WAXS, y, s, settings=PeakFitSettings(peak_shape=shape)).ok
+
+
+def test_max_nfev_of_the_config_reaches_both_fits():
+    config = load_config(Path(__file__).resolve().parents[1] / "sample_data/demo/demo.toml")
+    for settings in config.detectors:
+        plan = load_plan(replace(settings, max_nfev=7), config)
+        assert plan.rod_settings.max_nfev == plan.peak_settings.max_nfev == 7
 
 
 def test_results_are_frozen():

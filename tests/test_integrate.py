@@ -289,6 +289,21 @@ def test_bins_that_split_lines_spike_the_cut(request, name, band, q_range):
     assert split > 3 * whole
 
 
+@pytest.mark.parametrize(("name", "band", "q_range"), WHOLE_LINE_CASES)
+def test_bins_finer_than_the_lines_keep_them_whole(request, name, band, q_range):
+    # n_bins far beyond the detector's lines: each line stays one bin (before, the lines
+    # fell apart into bins of one or two pixels and the {200} fit found no peak)
+    setup: Setup = request.getfixturevalue(name)
+    fine, finest = (setup.plan(band, q_range, n, whole_lines=True) for n in (5_000, 100_000))
+    pixels = np.diff(finest.binning.indptr)
+    assert finest.n_bins == fine.n_bins
+    assert np.median(pixels) == np.median(np.diff(fine.binning.indptr)) > 4
+    frame = horizon_frame(setup, np.full(setup.geometry.detector.shape, 100.0))
+    np.testing.assert_allclose(
+        integrate_cut(finest, frame).intensity, integrate_cut(fine, frame).intensity, rtol=1e-12
+    )
+
+
 def test_a_band_one_row_high_keeps_its_bins(giwaxs):
     # one row of the band per column (two in a few bins): whole lines change nothing
     thin = (0.30, 0.32)

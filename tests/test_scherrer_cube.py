@@ -7,6 +7,7 @@ the Fourier (Bertaut) evaluation in pipeline.scherrer.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from detectors.errors import ConfigError
 from pipeline.config import DEFAULT_K_FACTOR, ScherrerSettings, config_from_dict
 from pipeline.cube_line import cube_line_profile, fit_cube_line, volume_weighted_edge_ratio
 from pipeline.fits import PeakFitSettings, fit_peak200
+from pipeline.io import load_config, load_plan
+from pipeline.reduce import _with_scherrer
 from pipeline.scherrer import (
     GAUSS_BREADTH_PER_FWHM,
     integral_breadth_per_nm,
@@ -263,3 +266,25 @@ def test_failed_start_gives_a_flagged_nan_fit():
     assert not fit.ok
     assert math.isnan(fit.edge_nm)
     assert "no {200} peak" in fit.message
+
+
+@pytest.mark.parametrize("fwhm", [0.05, 0.1])
+def test_a_cube_line_at_its_edge_bound_reports_no_size(fwhm):
+    # a {200} line narrower than the instrument (0.25 nm^-1): the cube edge runs to its
+    # 200 nm bound; the row must carry the flag and no width or size (it said 200 nm)
+    demo = Path(__file__).resolve().parents[1] / "sample_data/demo/demo.toml"
+    config = load_config(demo)
+    plan = load_plan(next(d for d in config.detectors if d.kind == "giwaxs"), config)
+    q = plan.q_par_per_nm
+    rng = np.random.default_rng(3)
+    y = rng.poisson(200 + 5000 * np.exp(-4 * math.log(2) * ((q - 20.52) / fwhm) ** 2))
+    y = y.astype(float)
+    peak = fit_peak200(q, y, np.sqrt(y), settings=plan.peak_settings)
+    assert peak.ok
+    common = {"kind": "giwaxs", "path": "f.cbf", "frame_index": 0, "epoch_s": None,
+              "exposure_s": None, "period_s": None, "position": None, "intensity": y,
+              "sigma": np.sqrt(y), "dataset": ""}  # fmt: skip
+    result = _with_scherrer(common, peak, plan)
+    assert result.flags == ("cube_line_fit: the cube edge ran to a bound of 0.5-200 nm",)
+    for value in (result.domain_nm, result.fwhm_per_nm, result.breadth_corr_per_nm):
+        assert math.isnan(value)

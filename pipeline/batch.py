@@ -319,9 +319,14 @@ def check_first_frames(
         except FrameReadError as err:
             errors.append(err)
     if not read:
+        tried = (
+            f"the first and the last of the {len(frames)} listed fail"
+            if len(frames) > 1
+            else "the only one listed fails"
+        )
         msg = (
-            f"[{kind}] no frame can be read ({len(frames)} listed; the first and the last "
-            f"fail): {errors[0]}; check the detector, h5_dataset and frames settings"
+            f"[{kind}] no frame can be read ({tried}): {errors[0]}; check the detector, "
+            "h5_dataset and frames settings"
         )
         raise ConfigError(msg)
     if period_s is None and not any(_timed(f) for f in read):

@@ -575,15 +575,20 @@ def test_settings_outside_the_cut_are_one_error_line(run, tmp_path, table, setti
     assert not (tmp_path / "o" / "results.h5").exists()
 
 
-def test_a_wrong_detector_is_one_error_line_not_one_per_frame(run, tmp_path):
+@pytest.mark.parametrize(
+    ("frames", "tried"),
+    [("giwaxs_*.cbf", "the first and the last of the"), (None, "the only one listed fails")],
+)
+def test_a_wrong_detector_is_one_error_line_not_one_per_frame(run, tmp_path, frames, tried):
     # GIWAXS frames (Pilatus 300K, 619 x 487) under the GISAXS geometry (300K-W)
     for name in GIWAXS:
         shutil.copy(run / "giwaxs" / name, run / "gisaxs" / name)
-    config = write_config(run, gisaxs={"frames": ["gisaxs/giwaxs_*.cbf"]})
+    config = write_config(run, gisaxs={"frames": [f"gisaxs/{frames or GIWAXS[0]}"]})
     done = gixs("reduce", config, "--out", tmp_path / "o", "--quiet")
     assert done.returncode == EXIT_USAGE
     (line,) = error_lines(done)
     assert "[gisaxs] no frame can be read" in line
+    assert tried in line
     assert "(619, 487)" in line or "619" in line
 
 

@@ -401,17 +401,14 @@ def _with_scherrer(
         )
         if peak.ok and not cube.ok:
             flags.append(f"cube_line_fit: {cube.message}")
-        # a cube line at its edge bound (or failed) gives no width: NaN, with the flag
+        fwhm, fwhm_err = cube.fwhm_per_nm, cube.fwhm_err_per_nm
+        breadth, breadth_err = cube.breadth_per_nm, cube.breadth_err_per_nm
+        breadth_corr, breadth_corr_err = cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm
+        corr = cube.sample_fwhm_per_nm
         line_ok = cube.ok
-        nan = math.nan
-        fwhm, fwhm_err = (cube.fwhm_per_nm, cube.fwhm_err_per_nm) if cube.ok else (nan, nan)
-        breadth, breadth_err = (
-            (cube.breadth_per_nm, cube.breadth_err_per_nm) if cube.ok else (nan, nan)
-        )
-        breadth_corr, breadth_corr_err = (
-            (cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm) if cube.ok else (nan, nan)
-        )
-        corr = cube.sample_fwhm_per_nm if cube.ok else nan
+        if not line_ok:  # a cube line at its edge bound (or failed) gives no width
+            fwhm = fwhm_err = breadth = breadth_err = math.nan
+            breadth_corr = breadth_corr_err = corr = math.nan
         width, width_err = breadth_corr, breadth_corr_err
     elif settings.method == "integral_breadth":
         width, width_err = breadth_corr, breadth_corr_err

@@ -86,8 +86,8 @@ def cube_line_profile(
 
     Parameters
     ----------
-    dq_per_nm : ndarray of shape (n,)
-        Distance from the line's centre, in nm^-1.
+    dq_per_nm : float or ndarray
+        Distance from the line's centre, in nm^-1 (any shape).
     edge_nm : float
         Volume-weighted mean edge <L^4> / <L^3>, in nm (> 0); the sample line's integral
         breadth is 2 pi / `edge_nm`.
@@ -100,7 +100,7 @@ def cube_line_profile(
 
     Returns
     -------
-    ndarray of shape (n,)
+    ndarray of the shape of `dq_per_nm`
         The profile, in nm (its integral over dq is 1).
 
     Raises
@@ -125,7 +125,8 @@ def cube_line_profile(
     step, padded = _profile_on_grid(
         edges, weights * edges**3, instrument_fwhm_per_nm, instrument_eta
     )
-    return _interp_even(np.abs(np.asarray(dq_per_nm, dtype=np.float64)), step, padded)
+    dq = np.abs(np.asarray(dq_per_nm, dtype=np.float64))
+    return _interp_even(dq.ravel(), step, padded).reshape(dq.shape)
 
 
 def _profile_on_grid(

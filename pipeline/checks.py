@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -243,6 +244,8 @@ def check_cut_bins(
     mask_file: Path | None = None,
     fix: str = "",
     line_fwhm_per_nm: float | None = None,
+    bins_setting: Literal["n_bins", "auto", "none"] = "n_bins",
+    resolution_file: Path | None = None,
 ) -> None:
     """Refuse a cut with too few or too coarse q_par bins to fit rods or the {200} line.
 
@@ -261,6 +264,12 @@ def check_cut_bins(
     line_fwhm_per_nm : float or None
         FWHM of a line the cut must resolve (``ReductionPlan.resolved_fwhm_per_nm``):
         a bin may be at most half of it.
+    bins_setting : {"n_bins", "auto", "none"}
+        How the bins were chosen, for the fix the message names: an ``n_bins`` value, the
+        automatic bins of a config (``n_bins = "auto"``), or none the user can set
+        (``gixs inspect``).
+    resolution_file : Path or None
+        The instrumental resolution that set `line_fwhm_per_nm` (GIWAXS), for the message.
 
     Raises
     ------
@@ -290,10 +299,24 @@ def check_cut_bins(
     bin_width = (hi - lo) / n_regular
     if line_fwhm_per_nm is not None and bin_width > (1 + 1e-9) * line_fwhm_per_nm / 2:
         needed = math.ceil(2 * (hi - lo) / line_fwhm_per_nm - 1e-9)
+        fixes = {
+            "n_bins": f"set n_bins >= {needed}"
+            + ("" if resolution_file is not None else ' or n_bins = "auto"'),
+            "auto": f"set n_bins >= {needed}",
+            "none": "give a --q-range where the detector's columns are finer, or drop --kind",
+        }
+        advice = fixes[bins_setting]
+        if resolution_file is not None:
+            # the automatic bins are two pixel columns: no instrument is narrower than that
+            advice = (
+                f"check {resolution_file} (gixs calibrate resolution): an instrumental width "
+                "below two pixel columns is not plausible"
+                + ("" if bins_setting == "none" else f"; or {advice}")
+            )
         msg = (
             f"{where} n_bins = {n_regular} makes q_par bins {bin_width:.3g} nm^-1 wide over "
             f"{lo:g}-{hi:g} nm^-1, more than half of a {line_fwhm_per_nm:g} nm^-1 wide line: "
-            f'the lines cannot be resolved; set n_bins >= {needed} or n_bins = "auto"'
+            f"the lines cannot be resolved; {advice}"
         )
         raise ConfigError(msg)
 

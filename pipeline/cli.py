@@ -276,6 +276,7 @@ def _add_inspect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from pipeline.checks import is_input_problem
+    from pipeline.config import MAX_NFEV_RANGE, is_nfev
     from pipeline.inspect import inspect_frame
     from pipeline.kernels import prepare_kernels
 
@@ -289,6 +290,11 @@ def _run_inspect(args: argparse.Namespace) -> int:
             print("gixs: error: --sample-orientation must be 'auto' or 1-4", file=sys.stderr)
             return EXIT_USAGE
     _check_incidence_option(args.incidence_angle)
+    if not is_nfev(args.max_nfev):
+        lo, hi = MAX_NFEV_RANGE
+        print(f"gixs: error: --max-nfev {args.max_nfev}: give an integer in [{lo}, {hi}]",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     row = inspect_frame(
         args.frame,
         poni=args.poni,

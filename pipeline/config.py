@@ -89,8 +89,16 @@ KIND_DEFAULTS: dict[Kind, dict[str, Any]] = {
     "gisaxs": {"q_par_range_per_nm": (0.3, 2.4), "q_perp_band_per_nm": "yoneda"},
     "giwaxs": {"q_par_range_per_nm": (15.5, 23.5), "q_perp_band_per_nm": "lowest"},
 }
+#: Allowed evaluation limits of a fit (``max_nfev``), inclusive.
+MAX_NFEV_RANGE = (5, 100_000)
 _TOP_KEYS = {"schema_version", "gisaxs", "giwaxs", "scherrer"}
 _SCHERRER_KEYS = {"method", "k_factor", "size_spread"}
+
+
+def is_nfev(value: object) -> bool:
+    """Whether `value` is an evaluation limit: an integer within :data:`MAX_NFEV_RANGE`."""
+    lo, hi = MAX_NFEV_RANGE
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +163,12 @@ class DetectorSettings:
         if self.peak_shape not in PEAK_SHAPES:
             msg = f"{where} peak_shape must be one of {PEAK_SHAPES}, got {self.peak_shape!r}"
             raise ConfigError(msg)
-        nfev = self.max_nfev
-        if isinstance(nfev, bool) or not (isinstance(nfev, int) and nfev >= 5):
-            msg = f"{where} max_nfev must be an integer >= 5 (default 60), got {self.max_nfev!r}"
+        if not is_nfev(self.max_nfev):
+            lo, hi = MAX_NFEV_RANGE
+            msg = (
+                f"{where} max_nfev must be an integer in [{lo}, {hi}] (default 60), "
+                f"got {self.max_nfev!r}"
+            )
             raise ConfigError(msg)
         if self.exposure_period_s is not None and not self.exposure_period_s > 0:
             msg = f"{where} exposure_period_s must be > 0 s, got {self.exposure_period_s!r}"

@@ -137,8 +137,7 @@ def inspect_frame(
             msg = (
                 f"{path}: in its q_perp band the frame reaches q_par {reach_lo:.2f}-"
                 f"{reach_hi:.2f} nm^-1, none of the {kind} range {lo:g}-{hi:g} nm^-1 (the kind "
-                f"from {how}): "
-                + ("drop --kind, or give --q-range" if forced else "give --q-range and --band")
+                f"from {how}): " + ("drop --kind" if forced else "give --q-range and --band")
             )
             raise ConfigError(msg)
     settings = replace(settings, q_par_range_per_nm=q_par_range_per_nm)
@@ -156,6 +155,7 @@ def inspect_frame(
     unmasked = None if mask is None else plan_with(geometry.detector.gap_mask()).cut.n_bins
     check_cut_bins(
         plan.cut, where="gixs inspect", unmasked_bins=unmasked, mask_file=mask, fix=fix,
-        line_fwhm_per_nm=plan.resolved_fwhm_per_nm,
+        line_fwhm_per_nm=plan.resolved_fwhm_per_nm, bins_setting="none",
+        resolution_file=resolution if kind == "giwaxs" else None,
     )  # fmt: skip
     return row_from_result(reduce_frame(frame, plan), 0.0)

@@ -210,6 +210,8 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
     check_cut_bins(
         plan.cut, where=where, unmasked_bins=unmasked, mask_file=settings.mask, fix=fix,
         line_fwhm_per_nm=plan.resolved_fwhm_per_nm,
+        bins_setting="auto" if settings.n_bins is None else "n_bins",
+        resolution_file=settings.resolution if settings.kind == "giwaxs" else None,
     )  # fmt: skip
     if settings.kind == "gisaxs":
         check_fit_window(settings.q1_window_per_nm, plan.cut, key="q1_window_per_nm", where=where)

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from scipy.interpolate import BSpline
 
 from detectors.errors import ConfigError
-from pipeline.config import PeakShape
+from pipeline.config import MAX_NFEV_RANGE, PeakShape, is_nfev
 from pipeline.lineshapes import FASTMATH, FOUR_LN2, gaussian_unit, lorentzian_unit
 
 FloatArray = NDArray[np.float64]
@@ -95,9 +95,10 @@ def check_positive(
 
 
 def check_nfev(value: int, where: str = "[rod fit]") -> None:
-    """Raise ConfigError unless `value` is an evaluation limit >= 5."""
-    if not (isinstance(value, int) and value >= 5):
-        msg = f"{where} max_nfev must be an integer >= 5, got {value!r}"
+    """Raise ConfigError unless `value` is an evaluation limit (:func:`is_nfev`)."""
+    if not is_nfev(value):
+        lo, hi = MAX_NFEV_RANGE
+        msg = f"{where} max_nfev must be an integer in [{lo}, {hi}], got {value!r}"
         raise ConfigError(msg)
 
 

@@ -192,6 +192,18 @@ def test_cli_reduce_and_inspect_as_subprocess(demo, tmp_path):
         (lambda d, t: ["inspect", str(d.parent / "giwaxs" / "giwaxs_00000.cbf")], "shape"),
         (lambda d, t: ["reduce", str(_edit(d, t, "n_bins", "n_binz"))], "unknown key 'n_binz'"),
         (lambda d, t: ["inspect", str(_no_frames_h5(t))], "no frame dataset"),
+        (
+            lambda d, t: ["inspect", str(d.parent / "gisaxs/gisaxs_00000.cbf"), "--max-nfev=3"],
+            "--max-nfev 3: give an integer in [5, 100000]",
+        ),
+        (
+            lambda d, t: [
+                "inspect",
+                str(d.parent / "gisaxs/gisaxs_00000.cbf"),
+                "--max-nfev=" + "9" * 20,
+            ],
+            "give an integer in [5, 100000]",
+        ),
         (  # a GISAXS frame forced to GIWAXS
             lambda d, t: ["inspect", str(d.parent / "gisaxs/gisaxs_00000.cbf"), "--kind=giwaxs"],
             "none of the giwaxs range 15.5-23.5 nm^-1 (the kind from --kind): drop --kind",
@@ -225,6 +237,28 @@ def test_a_fit_at_its_evaluation_limit_names_the_setting_that_raises_it(demo, tm
         giwaxs = [r for r in csv.DictReader(fh) if r["detector"] == "giwaxs"]
     assert any("max_nfev = 5" in r["flags"] for r in giwaxs)
     assert all(r["domain_nm"] == "" for r in giwaxs if "max_nfev" in r["flags"])  # no value
+
+
+@pytest.mark.parametrize("n_bins", ["auto", 139])
+def test_an_instrument_narrower_than_the_pixels_names_the_resolution_file(demo, tmp_path, n_bins):
+    # a resolution file with a FWHM of 0.01 nm^-1: the automatic bins (two pixel columns,
+    # 0.058 nm^-1) cannot resolve it, and no instrument is that narrow: the file is named
+    resolution = json.loads((demo.parent / "resolution_giwaxs.json").read_text())
+    for line in resolution["lines"]:
+        line["fwhm_per_nm"] = 0.01
+    resolution["model"]["fwhm0_per_nm"] = 0.01
+    narrow = tmp_path / "narrow.json"
+    narrow.write_text(json.dumps(resolution))
+    giwaxs = demo.read_text().split("[giwaxs]\n")[1]
+    edited = giwaxs.replace('"resolution_giwaxs.json"', f'"{narrow}"', 1)
+    edited = edited.replace('n_bins = "auto"', f"n_bins = {n_bins}" if n_bins != "auto" else "")
+    config = demo.parent / f"narrow_{n_bins}.toml"
+    config.write_text(demo.read_text().replace(giwaxs, edited, 1))
+    done = run_gixs("reduce", str(config), "--out", str(tmp_path / "out"), "--quiet")
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"check {narrow} (gixs calibrate resolution)" in line
+    assert line.endswith("; or set n_bins >= 1600")  # not "auto": it has the same bins
 
 
 def test_poni_with_missing_key_is_named(demo, tmp_path):

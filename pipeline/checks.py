@@ -13,6 +13,7 @@ Flags are ``"<code>: <words>"``; :func:`flag_code` reads the code back, and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -246,6 +247,7 @@ def check_cut_bins(
     line_fwhm_per_nm: float | None = None,
     bins_setting: Literal["n_bins", "auto", "none"] = "n_bins",
     resolution_file: Path | None = None,
+    auto_bin_width_per_nm: Callable[[], float] | None = None,
 ) -> None:
     """Refuse a cut with too few or too coarse q_par bins to fit rods or the {200} line.
 
@@ -270,6 +272,10 @@ def check_cut_bins(
         (``gixs inspect``).
     resolution_file : Path or None
         The instrumental resolution that set `line_fwhm_per_nm` (GIWAXS), for the message.
+    auto_bin_width_per_nm : callable or None
+        With ``bins_setting="n_bins"``: the width the automatic bins (two pixel columns)
+        would have, in nm^-1, asked only when the bins are refused; a line they cannot
+        resolve is narrower than any instrument, and the resolution file is named.
 
     Raises
     ------
@@ -299,15 +305,18 @@ def check_cut_bins(
     bin_width = (hi - lo) / n_regular
     if line_fwhm_per_nm is not None and bin_width > (1 + 1e-9) * line_fwhm_per_nm / 2:
         needed = math.ceil(2 * (hi - lo) / line_fwhm_per_nm - 1e-9)
+        # the automatic bins are two pixel columns: no instrument is narrower than that
+        auto_fails = bins_setting != "n_bins" or (
+            auto_bin_width_per_nm is not None
+            and auto_bin_width_per_nm() > (1 + 1e-9) * line_fwhm_per_nm / 2
+        )
         fixes = {
-            "n_bins": f"set n_bins >= {needed}"
-            + ("" if resolution_file is not None else ' or n_bins = "auto"'),
+            "n_bins": f"set n_bins >= {needed}" + ("" if auto_fails else ' or n_bins = "auto"'),
             "auto": f"set n_bins >= {needed}",
             "none": "give a --q-range where the detector's columns are finer, or drop --kind",
         }
         advice = fixes[bins_setting]
-        if resolution_file is not None:
-            # the automatic bins are two pixel columns: no instrument is narrower than that
+        if resolution_file is not None and auto_fails:
             advice = (
                 f"check {resolution_file} (gixs calibrate resolution): an instrumental width "
                 "below two pixel columns is not plausible"

@@ -39,6 +39,7 @@ from detectors.io import FrameRef, list_frames, natural_key, read_frame, read_ma
 from pipeline.checkpoints import CheckpointFormatError, decode, encode
 from pipeline.checks import check_cut_bins, check_fit_window, check_user_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
+from pipeline.cuts import bins_for_range
 from pipeline.fingerprint import FileIdentity
 from pipeline.fits import PeakFit, RodFit
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
@@ -212,6 +213,7 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
         line_fwhm_per_nm=plan.resolved_fwhm_per_nm,
         bins_setting="auto" if settings.n_bins is None else "n_bins",
         resolution_file=settings.resolution if settings.kind == "giwaxs" else None,
+        auto_bin_width_per_nm=lambda: _auto_bin_width_per_nm(plan),
     )  # fmt: skip
     if settings.kind == "gisaxs":
         check_fit_window(settings.q1_window_per_nm, plan.cut, key="q1_window_per_nm", where=where)
@@ -220,6 +222,12 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
             settings.peak_window_per_nm, plan.cut, key="peak_window_per_nm", where=where
         )
     return plan
+
+
+def _auto_bin_width_per_nm(plan: ReductionPlan) -> float:
+    """Width of the automatic bins (``n_bins = "auto"``) over the plan's q_par range, nm^-1."""
+    lo, hi = plan.cut.q_par_range_per_nm
+    return (hi - lo) / bins_for_range(plan.geometry.q_maps(), (lo, hi))
 
 
 def sha256_file(path: Path) -> str:

@@ -261,6 +261,21 @@ def test_an_instrument_narrower_than_the_pixels_names_the_resolution_file(demo, 
     assert line.endswith("; or set n_bins >= 1600")  # not "auto": it has the same bins
 
 
+def test_bins_too_coarse_for_a_plausible_instrument_ask_for_bins_not_a_new_file(demo, tmp_path):
+    # the demo's 0.25 nm^-1 instrument with n_bins = 40 (0.2 nm^-1 bins): more bins or
+    # "auto" (two pixel columns) fix it; the resolution file is not to blame
+    giwaxs = demo.read_text().split("[giwaxs]\n")[1]
+    config = demo.parent / "coarse.toml"
+    config.write_text(
+        demo.read_text().replace(giwaxs, giwaxs.replace('n_bins = "auto"', "n_bins = 40"), 1)
+    )
+    done = run_gixs("reduce", str(config), "--out", str(tmp_path / "out"), "--quiet")
+    assert done.returncode == EXIT_USAGE, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith('set n_bins >= 65 or n_bins = "auto"'), line
+    assert "resolution" not in line
+
+
 def test_poni_with_missing_key_is_named(demo, tmp_path):
     poni = tmp_path / "bad.poni"
     text = (demo.parent / "gisaxs.poni").read_text()

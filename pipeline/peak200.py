@@ -28,6 +28,7 @@ from pipeline.varpro import (
     fit_statistics,
     levenberg_marquardt,
     prepare_profile,
+    raise_nfev_fix,
     stderr,
 )
 
@@ -300,7 +301,7 @@ def _fit_peak_from(
     if refined.hit_max_nfev:
         return _failed_peak(
             f"the {{200}} fit stopped at its evaluation limit (max_nfev = {settings.max_nfev}) "
-            "before converging: raise max_nfev (the [giwaxs] key; --max-nfev of gixs inspect)",
+            f"before converging: {raise_nfev_fix('giwaxs')}",
             settings,
             profile.n,
             warm,

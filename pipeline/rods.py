@@ -54,6 +54,7 @@ from pipeline.varpro import (
     levenberg_marquardt,
     model_args,
     prepare_profile,
+    raise_nfev_fix,
     stderr,
 )
 
@@ -66,8 +67,6 @@ _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _STARTS_PER_LATTICE = 3  # starts refined per lattice model
 _PEAKS_PER_WIDTH = 6  # first-rod candidates per matched-filter width
 _WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
-#: The fix named where a fit stopped at its evaluation limit.
-_RAISE_NFEV = "raise max_nfev (the [gisaxs] key; --max-nfev of gixs inspect)"
 
 
 # --------------------------------------------------------------------------------------
@@ -1087,7 +1086,7 @@ def _decide(context: _Context, candidates: dict[RodModelName, list[_RodCandidate
                 context.no_rod(message, ics),
                 ok=False,
                 message=f"{message}; but the {', '.join(limited)} fit stopped at its "
-                f"evaluation limit (max_nfev = {settings.max_nfev}): {_RAISE_NFEV}",
+                f"evaluation limit (max_nfev = {settings.max_nfev}): {raise_nfev_fix('gisaxs')}",
             )
         return context.no_rod(message, ics)
     best_name = min(eligible, key=lambda name: eligible[name].stats.ic)
@@ -1309,7 +1308,7 @@ def _rod_result(
         ok = False
         message = (
             f"the rod fit stopped at its evaluation limit (max_nfev = {settings.max_nfev}) "
-            f"before converging: {_RAISE_NFEV}; {message}"
+            f"before converging: {raise_nfev_fix('gisaxs')}; {message}"
         )
     if not stats.redchi <= settings.max_redchi:
         ok = False

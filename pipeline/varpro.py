@@ -102,6 +102,17 @@ def check_nfev(value: int, where: str = "[rod fit]") -> None:
         raise ConfigError(msg)
 
 
+def raise_nfev_fix(table: str) -> str:
+    """The fix named where a fit stopped at its evaluation limit (`table`: "gisaxs" ...).
+
+    Examples
+    --------
+    >>> raise_nfev_fix("giwaxs")
+    'raise max_nfev (the [giwaxs] key; --max-nfev of gixs inspect)'
+    """
+    return f"raise max_nfev (the [{table}] key; --max-nfev of gixs inspect)"
+
+
 # --------------------------------------------------------------------------------------
 # the engine
 # --------------------------------------------------------------------------------------

@@ -81,8 +81,19 @@ def decode(text: str, *, types: Mapping[str, type]) -> Any:
     return _from_json(document.get("data"), types)
 
 
+#: Types stored as they are (checked by exact type first: most of a tree is these).
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+
+
 def _to_json(obj: object) -> Any:
-    if obj is None or isinstance(obj, bool | int | float | str):
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    names = _dataclass_fields(kind)
+    if names is not None:
+        fields = {name: _to_json(getattr(obj, name)) for name in names}
+        return {"__dataclass__": kind.__name__, "fields": fields}
+    if isinstance(obj, bool | int | float | str):
         return obj
     if isinstance(obj, np.generic):
         return _to_json(obj.item())
@@ -103,11 +114,19 @@ def _to_json(obj: object) -> Any:
             msg = "only mappings with str keys can be stored"
             raise TypeError(msg)
         return {"__dict__": {k: _to_json(v) for k, v in obj.items()}}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        return {"__dataclass__": type(obj).__name__, "fields": fields}
     msg = f"cannot store an object of type {type(obj).__name__}"
     raise TypeError(msg)
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _dataclass_fields(kind: type) -> tuple[str, ...] | None:
+    """Field names of a dataclass type, in order; None for any other type (memoised)."""
+    if kind not in _FIELDS:
+        is_dataclass = dataclasses.is_dataclass(kind)
+        _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind)) if is_dataclass else None
+    return _FIELDS[kind]
 
 
 def _from_json(value: Any, types: Mapping[str, type]) -> Any:

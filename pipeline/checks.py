@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -133,19 +134,39 @@ def band_pixels(
         The counts.
     """
     values = np.asarray(data).reshape(-1)[cut.pixel_index]
-    n = int(values.size)
     valid = valid_counts(values, saturation_counts=saturation_counts)  # the cut's own rule
-    finite = np.isfinite(values) if values.dtype.kind in "fc" else np.ones(n, dtype=bool)
-    negative = finite & (values < 0)
-    saturated = finite & ~negative & ~valid  # at the saturation or the type's largest value
-    return BandPixels(
-        n_pixels=n,
-        n_nan=int(n - np.count_nonzero(finite)),
-        n_negative=int(np.count_nonzero(negative)),
-        n_saturated=int(np.count_nonzero(saturated)),
-        n_valid=int(np.count_nonzero(valid)),
-        n_valid_zero=int(np.count_nonzero(valid & (values == 0))),
+    n_nan, n_negative, n_saturated, n_valid, n_valid_zero = _band_counts(
+        values.astype(np.float64), valid
     )
+    return BandPixels(
+        n_pixels=int(values.size),
+        n_nan=n_nan,
+        n_negative=n_negative,
+        n_saturated=n_saturated,
+        n_valid=n_valid,
+        n_valid_zero=n_valid_zero,
+    )
+
+
+@numba.njit(cache=True)
+def _band_counts(
+    values: NDArray[np.float64], valid: NDArray[np.bool_]
+) -> tuple[int, int, int, int, int]:
+    """Non-finite, negative, saturated (finite, not negative, not valid), valid, valid 0."""
+    n_nan = n_negative = n_saturated = n_valid = n_valid_zero = 0
+    for j in range(values.size):
+        x = values[j]
+        if not math.isfinite(x):
+            n_nan += 1
+        elif x < 0.0:
+            n_negative += 1
+        elif not valid[j]:  # at the saturation or the type's largest value
+            n_saturated += 1
+        if valid[j]:
+            n_valid += 1
+            if x == 0.0:
+                n_valid_zero += 1
+    return n_nan, n_negative, n_saturated, n_valid, n_valid_zero
 
 
 def frame_problem(

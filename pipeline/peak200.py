@@ -267,8 +267,8 @@ def _fit_peak_from(
         return _failed_peak(f"no {{200}} start inside {window}", settings, profile.n, warm)
     c_lo = max(lo, Q200_PBSE_PER_NM - half)
     c_hi = min(hi, Q200_PBSE_PER_NM + half)
-    w0 = float(np.clip(start.fwhm_per_nm, w_min, w_max))
-    theta0 = [float(np.clip(start.center_per_nm, c_lo, c_hi)), w0]
+    w0 = _clip(start.fwhm_per_nm, w_min, w_max)
+    theta0 = [_clip(start.center_per_nm, c_lo, c_hi), w0]
     lower, upper = [c_lo, w_min], [c_hi, w_max]
     names: list[str] = []
     param_names = ["center200", "fwhm200"]
@@ -280,7 +280,7 @@ def _fit_peak_from(
         center, width = known[0] if known else (expected, w0)
         names.append(name)
         param_names += [f"center{name}", f"fwhm{name}"]
-        theta0 += [center, float(np.clip(width, w_min, w_max))]
+        theta0 += [center, _clip(width, w_min, w_max)]
         lower += [max(lo, 0.96 * expected), w_min]
         upper += [min(hi, 1.04 * expected), w_max]
     model = SeparableModel(
@@ -309,7 +309,7 @@ def _fit_peak_from(
     ev = refined.evaluation
     stats = fit_statistics(ev, profile.n, model.n_theta, "bic")
     center, fwhm = refined.value("center200"), refined.value("fwhm200")
-    if not (np.isfinite(ev.chi2) and np.all(np.isfinite(ev.theta))):
+    if not (math.isfinite(ev.chi2) and np.all(np.isfinite(ev.theta))):
         return _failed_peak(
             f"the {{200}} fit did not converge in {window}", settings, profile.n, warm
         )
@@ -380,6 +380,11 @@ def _fit_peak_from(
         ok=True,
         message=f"{{200}} at {center:.3f} nm^-1, FWHM {fwhm:.3f} nm^-1",
     )
+
+
+def _clip(value: float, lo: float, hi: float) -> float:
+    """`value` within [lo, hi] (numpy's clip costs microseconds on a Python float)."""
+    return float(min(max(value, lo), hi))
 
 
 def _failed_peak(

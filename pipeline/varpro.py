@@ -805,8 +805,9 @@ class Statistics:
     def covariance(self) -> FloatArray:
         """Covariance (lmfit scaling): the nonlinear parameters, then the active linear ones.
 
-        Rows and columns of parameters held fixed (lower == upper) are 0. The inverse of
-        J^T J by Cholesky (compiled); where J^T J is not positive definite, the
+        Rows and columns of parameters held fixed (lower == upper), or that the model does
+        not depend on (the centre and width of a peak of height 0), are 0. The inverse of
+        J^T J by Cholesky (compiled); where J^T J is otherwise not positive definite, the
         pseudo-inverse.
         """
         if self._covariance is None:
@@ -852,15 +853,24 @@ def _covariance_kernel(
 
     J holds the derivatives by the free nonlinear parameters and the column-normalised
     active design columns; the result is scaled back to the heights and has zero rows
-    and columns for the fixed parameters. False (and zeros) where J^T J is not
-    positive definite (Cholesky), for the caller's pseudo-inverse.
+    and columns for the fixed parameters and for those the model does not depend on (a
+    peak whose height is 0), as the pseudo-inverse gives them. False (and zeros) where
+    J^T J is otherwise not positive definite (Cholesky), for the caller's pseudo-inverse.
     """
     n, n_theta = derivative.shape
     columns = np.empty(n_theta + design.shape[1], dtype=np.int64)  # J column -> cov row
     scale = np.empty(columns.size)
+    used = np.empty(n_theta, dtype=np.bool_)
+    for t in range(n_theta):
+        used[t] = False
+        if not fixed[t]:
+            for i in range(n):
+                if derivative[i, t] != 0.0:
+                    used[t] = True
+                    break
     p = 0
     for t in range(n_theta):
-        if not fixed[t]:
+        if used[t]:
             columns[p] = t
             scale[p] = 1.0
             p += 1
@@ -875,7 +885,7 @@ def _covariance_kernel(
     for i in range(n):
         c = 0
         for t in range(n_theta):
-            if not fixed[t]:
+            if used[t]:
                 jac[i, c] = derivative[i, t]
                 c += 1
         for a in range(design.shape[1]):

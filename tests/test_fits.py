@@ -20,6 +20,13 @@ from pipeline.fits import (
 )
 from pipeline.io import load_config, load_plan
 from pipeline.lattice import rod_positions
+from pipeline.varpro import (
+    MODE_PEAKS,
+    SeparableModel,
+    fit_statistics,
+    levenberg_marquardt,
+    prepare_profile,
+)
 
 FOUR_LN2 = 4 * math.log(2)
 Q_SAXS = np.linspace(0.3, 2.4, 400)
@@ -391,6 +398,38 @@ def test_200_fit_at_its_evaluation_limit_is_not_ok(shape):
     assert "raise max_nfev" in limited.message
     assert math.isnan(limited.fwhm_per_nm)
     assert fit_peak200(Q_WAXS, y, s, settings=PeakFitSettings(peak_shape=shape)).ok
+
+
+def test_covariance_with_a_peak_of_height_zero_is_the_pseudo_inverse():
+    # {200} alone: the {111} neighbour's height comes out 0, so the model does not depend
+    # on its centre and width and J^T J is singular; the compiled Cholesky covariance
+    # leaves those rows at 0, as the pseudo-inverse of the whole matrix does
+    rng = np.random.default_rng(32)
+    y, _ = poisson(rng, 200 + 5 * (Q_WAXS - 20) + 3000 * gaussian(Q_WAXS, 20.52, 0.6))
+    profile = prepare_profile(Q_WAXS, y, np.sqrt(np.maximum(y, 1)), (16.5, 23.5), 2)
+    model = SeparableModel(
+        mode=MODE_PEAKS,
+        shape="gaussian",
+        power_law=False,
+        param_names=("center200", "fwhm200", "center111", "fwhm111"),
+        families=np.zeros((2, 2)),
+    )
+    refined = levenberg_marquardt(
+        model,
+        profile,
+        np.array([20.5, 0.6, 17.8, 0.6]),
+        np.array([19.5, 0.03, 17.0, 0.03]),
+        np.array([21.5, 3.5, 18.5, 3.5]),
+        max_nfev=100,
+    )
+    ev = refined.evaluation
+    assert ev.beta[ev.n_background + 1] == 0.0  # the {111} column is inactive
+    stats = fit_statistics(ev, profile.n, 4, "bic")
+    kernel = stats.covariance
+    assert np.all(kernel[2:4] == 0.0)
+    assert np.all(kernel[:, 2:4] == 0.0)
+    assert np.all(np.diag(kernel)[:2] > 0)
+    np.testing.assert_allclose(kernel, stats._pseudo_inverse_covariance(), rtol=1e-6, atol=1e-14)
 
 
 def test_max_nfev_of_the_config_reaches_both_fits():

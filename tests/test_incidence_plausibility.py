@@ -157,3 +157,26 @@ def test_specular_spot_wins_over_yoneda_and_blank_frame_says_nothing():
     flat = np.where(gaps, -1.0, np.random.default_rng(2).poisson(20.0, frame.shape))
     assert measure_frame_incidence(flat, plan) is None
     assert frame_incidence_flag(flat, plan) is None
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint32, np.float32])
+def test_the_check_reads_every_pixel_type_a_detector_writes(dtype):
+    # the band profile is compiled per data type: the same frame stored as CBF (int32),
+    # Eiger HDF5 (uint16, uint32; gaps at the type's largest value) or TIFF/EDF (float32,
+    # NaN in the gaps) gives the angle of the float64 frame
+    frame, gaps = _yoneda_frame(0.25, specular=False)
+    nominal = GIGeometry.create(GISAXS_GEOMETRY, incidence_angle_deg=0.3)
+    plan = plan_frame_incidence(nominal, maps=nominal.q_maps(), static_mask=gaps)
+    reference = measure_frame_incidence(frame, plan)
+    assert reference is not None
+    stored = np.where(gaps, 0, frame).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        stored[gaps] = np.nan
+    elif np.issubdtype(dtype, np.unsignedinteger):
+        stored[gaps] = np.iinfo(dtype).max
+    else:
+        stored[gaps] = -1
+    measured = measure_frame_incidence(stored, plan)
+    assert measured is not None
+    assert measured[1] == reference[1] == "yoneda"
+    assert measured[0] == pytest.approx(reference[0], abs=1e-9)

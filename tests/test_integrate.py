@@ -331,6 +331,15 @@ def test_bad_pixels_of_a_frame_do_not_bias_the_cut(gisaxs):
     np.testing.assert_array_equal(by_limit.n_pixels, cut.n_pixels)
     has_pixels = cut.n_pixels > 0
     np.testing.assert_allclose(cut.intensity[has_pixels], 40.0, rtol=1e-9)
+    # the compiled pass is the plan's sparse products over the valid pixels (scipy's)
+    values = frame.reshape(-1)[plan.pixel_index]
+    valid = (values >= 0) & (values < SATURATED)  # NaN fails both
+    signal = plan.binning @ np.where(valid, values, 0.0)
+    norm = plan.normalisation @ valid.astype(np.float64)
+    np.testing.assert_allclose(
+        cut.intensity[has_pixels], signal[has_pixels] / norm[has_pixels], rtol=1e-13
+    )
+    np.testing.assert_array_equal(cut.n_pixels, np.rint(plan.binning @ valid).astype(int))
     # a bin whose pixels are all bad this frame is NaN, not zero
     dead = np.abs(cut.q_par_per_nm - 1.0) < 0.01
     assert dead.any()

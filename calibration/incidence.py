@@ -34,7 +34,6 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import map_coordinates
-from scipy.signal import find_peaks
 
 from calibration.geometry import ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG, GIGeometry, QMaps
 from detectors.errors import GeometryError
@@ -1085,18 +1084,50 @@ def _strongest_peak(profile: NDArray[np.float64], allowed: NDArray[np.bool_]) ->
     """Index of the most prominent local maximum of `profile` that lies inside `allowed`.
 
     Rows without a valid pixel are bridged by linear interpolation, so that the edges of
-    a detector gap do not look like maxima.
+    a detector gap do not look like maxima. Maxima and prominences as
+    ``scipy.signal.find_peaks(profile, prominence=0)`` defines them (a flat top counts once,
+    at its middle; the tests keep scipy as the oracle), compiled: scipy's call costs more
+    than the rest of the per-frame check.
     """
     finite = np.isfinite(profile)
     if np.count_nonzero(finite) < 3:
         return None
     rows = np.arange(profile.size)
     filled = np.interp(rows, rows[finite], profile[finite])
-    peaks, properties = find_peaks(filled, prominence=0)
-    inside = allowed[peaks] & finite[peaks]
-    if not np.any(inside):
-        return None
-    return int(peaks[inside][np.argmax(properties["prominences"][inside])])
+    best = _most_prominent_peak(filled, allowed & finite)
+    return None if best < 0 else int(best)
+
+
+@numba.njit(cache=True)
+def _most_prominent_peak(values: NDArray[np.float64], allowed: NDArray[np.bool_]) -> int:
+    """Index of the most prominent local maximum where `allowed` (the first of equals); -1."""
+    n = values.size
+    best, best_prominence = -1, -np.inf
+    i = 1
+    while i < n - 1:
+        if values[i - 1] < values[i]:
+            ahead = i + 1  # past a flat top
+            while ahead < n - 1 and values[ahead] == values[i]:
+                ahead += 1
+            if values[ahead] < values[i]:
+                peak = (i + ahead - 1) // 2
+                height = values[peak]
+                left_min = height
+                j = peak
+                while j >= 0 and values[j] <= height:
+                    left_min = min(left_min, values[j])
+                    j -= 1
+                right_min = height
+                j = peak
+                while j < n and values[j] <= height:
+                    right_min = min(right_min, values[j])
+                    j += 1
+                prominence = height - max(left_min, right_min)
+                if allowed[peak] and prominence > best_prominence:
+                    best, best_prominence = peak, prominence
+                i = ahead
+        i += 1
+    return best
 
 
 def _refine_peak(

@@ -298,9 +298,12 @@ def fit_cube_line(
     weighted_y = y / s
     # the fixed block is eliminated once (Schur complement): each residual then needs
     # only the line's products, not a new linear solve
-    fixed_inverse = np.asarray(np.linalg.inv(fixed_design.T @ fixed_design), dtype=np.float64)
-    fixed_coef = fixed_inverse @ (fixed_design.T @ weighted_y)
-    fixed_residual = fixed_design @ fixed_coef - weighted_y
+    fixed_inverse, fixed_residual, solvable = _fixed_block(fixed_design, weighted_y)
+    if not solvable:
+        return _failed_cube_fit(
+            "the cube-line fit failed numerically (the background and neighbour columns "
+            "are degenerate in the window)"
+        )
 
     family = _line_family(size_spread, round(instrument_fwhm_per_nm, 4), instrument_eta)
     bare = _line_family(size_spread, 0.0, 0.0)
@@ -553,6 +556,62 @@ def _cube_residual(line_model: _LineModel, center: float, edge_nm: float, out: F
     for i in range(n):
         out[i] = fixed_residual[i] + coef * line[i]
     return True
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _fixed_block(fixed: FloatArray, weighted_y: FloatArray) -> tuple[FloatArray, FloatArray, bool]:
+    """(F^T F)^-1 and the residual F c - y of the least-squares fit of y by F alone.
+
+    By Cholesky (numpy's general inverse of this 3 x 3 to 6 x 6 matrix cost more than the
+    whole compiled fit); False where F^T F is not positive definite.
+    """
+    n, p = fixed.shape
+    gram = np.zeros((p, p))
+    moment = np.zeros(p)
+    for i in range(n):
+        for a in range(p):
+            moment[a] += fixed[i, a] * weighted_y[i]
+            for b in range(a + 1):
+                gram[a, b] += fixed[i, a] * fixed[i, b]
+    lower = np.zeros((p, p))
+    inverse = np.zeros((p, p))
+    residual = np.empty(n)
+    for a in range(p):
+        for b in range(a + 1):
+            acc = gram[a, b]
+            for t in range(b):
+                acc -= lower[a, t] * lower[b, t]
+            if a == b:
+                if not (acc > 1e-12 * gram[a, a] and math.isfinite(acc)):
+                    return inverse, residual, False
+                lower[a, a] = math.sqrt(acc)
+            else:
+                lower[a, b] = acc / lower[b, b]
+    factor_inverse = np.zeros((p, p))  # L^-1, lower triangular
+    for b in range(p):
+        factor_inverse[b, b] = 1.0 / lower[b, b]
+        for a in range(b + 1, p):
+            acc = 0.0
+            for t in range(b, a):
+                acc -= lower[a, t] * factor_inverse[t, b]
+            factor_inverse[a, b] = acc / lower[a, a]
+    for a in range(p):
+        for b in range(a + 1):
+            acc = 0.0
+            for t in range(a, p):
+                acc += factor_inverse[t, a] * factor_inverse[t, b]
+            inverse[a, b] = acc
+            inverse[b, a] = acc
+    coef = np.zeros(p)
+    for a in range(p):
+        for b in range(p):
+            coef[a] += inverse[a, b] * moment[b]
+    for i in range(n):
+        acc = -weighted_y[i]
+        for a in range(p):
+            acc += fixed[i, a] * coef[a]
+        residual[i] = acc
+    return inverse, residual, True
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)

@@ -180,3 +180,34 @@ def test_calibrate_incidence_reports_a_wrong_motor_value() -> None:
     right_frame, right_mask = gi_frame(GISAXS, 0.3)
     good = calibrate_incidence(right_frame, nominal(), mask=right_mask)
     assert good.ok, good.summary()
+
+
+def test_strongest_peak_is_scipys_most_prominent_peak() -> None:
+    # the compiled search against its oracle, scipy.signal.find_peaks: noise, flat tops
+    # (rounded values), gaps bridged by interpolation, and a window of allowed rows
+    from scipy.signal import find_peaks
+
+    from calibration.incidence import _strongest_peak
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(3, 120))
+        profile = rng.normal(size=n).cumsum() + 5 * np.exp(-(((np.arange(n) - n / 2) / 6) ** 2))
+        if trial % 3 == 0:
+            profile = np.round(profile)  # plateaus
+        if trial % 4 == 0:
+            profile[rng.random(n) < 0.1] = np.nan
+        allowed = rng.random(n) < 0.7
+        finite = np.isfinite(profile)
+        if finite.sum() < 3:
+            continue
+        rows = np.arange(n)
+        filled = np.interp(rows, rows[finite], profile[finite])
+        peaks, properties = find_peaks(filled, prominence=0)
+        inside = allowed[peaks] & finite[peaks]
+        expected = (
+            int(peaks[inside][np.argmax(properties["prominences"][inside])])
+            if inside.any()
+            else None
+        )
+        assert _strongest_peak(profile, allowed) == expected

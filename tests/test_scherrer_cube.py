@@ -271,6 +271,21 @@ def test_failed_start_gives_a_flagged_nan_fit():
     assert "no {200} peak" in fit.message
 
 
+def test_degenerate_neighbours_give_a_flagged_fit_not_an_error():
+    # two "neighbour" reflections at the same place: their columns are one column twice,
+    # the background block cannot be solved; a flagged NaN fit, never an exception
+    q = np.linspace(16.5, 23.5, 100)
+    y = 100 + 3000 * cube_line_profile(q - 20.52, edge_nm=5.7)
+    twin = (17.77, 0.8, 0.3)
+    fit = fit_cube_line(q, y, np.sqrt(y), center_per_nm=20.52, fwhm_per_nm=1.0,
+                        window_per_nm=(16.5, 23.5), size_spread=0.1,
+                        instrument_fwhm_per_nm=0.25, neighbours=(twin, twin))  # fmt: skip
+    assert not fit.ok
+    assert math.isnan(fit.edge_nm)
+    assert "failed numerically" in fit.message
+    assert "degenerate" in fit.message
+
+
 @pytest.mark.parametrize("fwhm", [0.05, 0.1])
 def test_a_cube_line_at_its_edge_bound_reports_no_size(fwhm):
     # a {200} line narrower than the instrument (0.25 nm^-1): the cube edge runs to its

@@ -22,7 +22,7 @@ from detectors.io import Frame, FrameRef
 from detectors.pilatus import detector_saturation_counts
 from pipeline.checks import frame_problem, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
-from pipeline.cube_line import fit_cube_line
+from pipeline.cube_line import CubeLineFit, fit_cube_line
 from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
 from pipeline.fits import (
     PeakFit,
@@ -337,6 +337,80 @@ def _with_scherrer(
         if plan.resolution.shape != "gaussian":  # calibrant fits give lmfit's area share
             shares = plan.resolution.line_lorentz_fraction
             inst_eta = lorentz_height_share(float(np.mean(shares)))
+    settings = plan.scherrer
+    k = settings.k
+    line_ok = True  # the width's line model gave a width (the cube line may not)
+    if settings.method == "cube_profile":
+        cube = _cube_line(common, peak, plan, inst, inst_eta)
+        if peak.ok and not cube.ok:
+            flags.append(f"cube_line_fit: {cube.message}")
+        line_ok = cube.ok
+        widths = (
+            _LineWidths(
+                fwhm=cube.fwhm_per_nm,
+                fwhm_err=cube.fwhm_err_per_nm,
+                fwhm_corr=cube.sample_fwhm_per_nm,
+                fwhm_corr_err=math.nan,  # not used: the size comes from the breadth
+                breadth=cube.breadth_per_nm,
+                breadth_err=cube.breadth_err_per_nm,
+                breadth_corr=cube.sample_breadth_per_nm,
+                breadth_corr_err=cube.sample_breadth_err_per_nm,
+            )
+            if line_ok
+            else _LineWidths(*(math.nan,) * 8)  # a cube line at its edge bound: no width
+        )
+        width, width_err = widths.breadth_corr, widths.breadth_corr_err
+    else:
+        widths = _peak_widths(peak, inst, inst_eta)
+        if settings.method == "integral_breadth":
+            width, width_err = widths.breadth_corr, widths.breadth_corr_err
+        else:
+            width, width_err = widths.fwhm_corr, widths.fwhm_corr_err
+    if not peak.ok:
+        width = math.nan
+    domain = scherrer_size_nm(width, k_factor=k)
+    domain_err = scherrer_size_err_nm(width, width_err, k_factor=k)
+    if peak.ok and line_ok and not math.isfinite(widths.fwhm_corr):
+        flags.append("fwhm200 not above the instrumental width")
+    return FrameResult(
+        **common,  # type: ignore[arg-type]
+        peak=peak,
+        instrument_fwhm_per_nm=inst,
+        fwhm_corr_per_nm=widths.fwhm_corr,
+        domain_nm=domain,
+        domain_err_nm=domain_err,
+        fwhm_per_nm=widths.fwhm,
+        fwhm_err_per_nm=widths.fwhm_err,
+        breadth_per_nm=widths.breadth,
+        breadth_err_per_nm=widths.breadth_err,
+        breadth_corr_per_nm=widths.breadth_corr,
+        breadth_corr_err_per_nm=widths.breadth_corr_err,
+        scherrer_method=settings.method,
+        k_factor=k,
+        flags=(*flags, *checks),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _LineWidths:
+    """Widths of the {200} line as measured and with the instrument removed, in nm^-1."""
+
+    fwhm: float
+    fwhm_err: float
+    fwhm_corr: float
+    fwhm_corr_err: float
+    breadth: float
+    breadth_err: float
+    breadth_corr: float
+    breadth_corr_err: float
+
+
+def _peak_widths(peak: PeakFit, inst: float, inst_eta: float) -> _LineWidths:
+    """The widths of the fitted {200} peak, the instrument removed by the Voigt rules.
+
+    The instrumental width is taken as exact; the errors of the fitted FWHM (and eta) are
+    carried through the removal by central differences, whatever the peak shape.
+    """
 
     def corrected(fwhm_per_nm: float) -> float:
         return remove_instrumental_fwhm(fwhm_per_nm, inst, peak_shape=peak.peak_shape, eta=peak.eta)
@@ -346,21 +420,10 @@ def _with_scherrer(
             fwhm_per_nm, inst, peak_shape=peak.peak_shape, eta=eta, instrument_eta=inst_eta
         )
 
-    corr = corrected(peak.fwhm_per_nm)
-    # the instrumental width is taken as exact; the fitted width's error is carried
-    # through the correction by a central difference, whatever the peak shape
-    step = 1e-4 * peak.fwhm_per_nm
-    slope = (corrected(peak.fwhm_per_nm + step) - corrected(peak.fwhm_per_nm - step)) / (2 * step)
-    settings = plan.scherrer
-    k = settings.k
     fwhm, fwhm_err = peak.fwhm_per_nm, peak.fwhm_err_per_nm
+    step = 1e-4 * fwhm
+    slope = (corrected(fwhm + step) - corrected(fwhm - step)) / (2 * step)
     eta = peak.eta if peak.peak_shape == "pseudo_voigt" else None
-    breadth = integral_breadth_per_nm(fwhm, peak_shape=peak.peak_shape, eta=eta)
-    breadth_err = integral_breadth_err_per_nm(
-        fwhm, fwhm_err, peak_shape=peak.peak_shape, eta=eta, eta_err=peak.eta_err
-    )
-    breadth_corr = breadth_corrected(fwhm, peak.eta)
-    # errors of FWHM and eta through the removal, central differences, in quadrature
     d_fwhm = (
         breadth_corrected(fwhm + step, peak.eta) - breadth_corrected(fwhm - step, peak.eta)
     ) / (2 * step)
@@ -369,73 +432,45 @@ def _with_scherrer(
         d_eta = (
             breadth_corrected(fwhm, peak.eta + 1e-4) - breadth_corrected(fwhm, peak.eta - 1e-4)
         ) / 2e-4
-    breadth_corr_err = math.hypot(d_fwhm * fwhm_err, d_eta * peak.eta_err)
-    line_ok = True  # the width's line model gave a width (the cube line may not)
-    if settings.method == "cube_profile":
-        neighbours = tuple(
-            (
-                c,
-                w,
-                peak.eta
-                if peak.peak_shape == "pseudo_voigt"
-                else float(peak.peak_shape == "lorentzian"),
-            )
-            for c, w in (
-                (peak.center111_per_nm, peak.fwhm111_per_nm),
-                (peak.center220_per_nm, peak.fwhm220_per_nm),
-            )
-            if math.isfinite(c) and math.isfinite(w) and w > 0
+    return _LineWidths(
+        fwhm=fwhm,
+        fwhm_err=fwhm_err,
+        fwhm_corr=corrected(fwhm),
+        fwhm_corr_err=abs(slope) * fwhm_err,
+        breadth=integral_breadth_per_nm(fwhm, peak_shape=peak.peak_shape, eta=eta),
+        breadth_err=integral_breadth_err_per_nm(
+            fwhm, fwhm_err, peak_shape=peak.peak_shape, eta=eta, eta_err=peak.eta_err
+        ),
+        breadth_corr=breadth_corrected(fwhm, peak.eta),
+        breadth_corr_err=math.hypot(d_fwhm * fwhm_err, d_eta * peak.eta_err),
+    )
+
+
+def _cube_line(
+    common: dict[str, object], peak: PeakFit, plan: ReductionPlan, inst: float, inst_eta: float
+) -> CubeLineFit:
+    """The cube-line fit of the frame's cut, started from the {200} peak fit."""
+    eta = peak.eta if peak.peak_shape == "pseudo_voigt" else float(peak.peak_shape == "lorentzian")
+    neighbours = tuple(
+        (c, w, eta)
+        for c, w in (
+            (peak.center111_per_nm, peak.fwhm111_per_nm),
+            (peak.center220_per_nm, peak.fwhm220_per_nm),
         )
-        cube = fit_cube_line(
-            plan.q_par_per_nm,
-            np.asarray(common["intensity"]),
-            np.asarray(common["sigma"]),
-            center_per_nm=peak.center_per_nm,
-            fwhm_per_nm=peak.fwhm_per_nm,
-            window_per_nm=plan.peak_settings.window_per_nm,
-            size_spread=settings.size_spread,
-            instrument_fwhm_per_nm=inst if math.isfinite(inst) else 0.0,
-            instrument_eta=inst_eta,
-            neighbours=neighbours,
-            background_order=plan.peak_settings.background_order,
-        )
-        if peak.ok and not cube.ok:
-            flags.append(f"cube_line_fit: {cube.message}")
-        fwhm, fwhm_err = cube.fwhm_per_nm, cube.fwhm_err_per_nm
-        breadth, breadth_err = cube.breadth_per_nm, cube.breadth_err_per_nm
-        breadth_corr, breadth_corr_err = cube.sample_breadth_per_nm, cube.sample_breadth_err_per_nm
-        corr = cube.sample_fwhm_per_nm
-        line_ok = cube.ok
-        if not line_ok:  # a cube line at its edge bound (or failed) gives no width
-            fwhm = fwhm_err = breadth = breadth_err = math.nan
-            breadth_corr = breadth_corr_err = corr = math.nan
-        width, width_err = breadth_corr, breadth_corr_err
-    elif settings.method == "integral_breadth":
-        width, width_err = breadth_corr, breadth_corr_err
-    else:
-        width, width_err = corr, abs(slope) * peak.fwhm_err_per_nm
-    if not peak.ok:
-        width = math.nan
-    domain = scherrer_size_nm(width, k_factor=k)
-    domain_err = scherrer_size_err_nm(width, width_err, k_factor=k)
-    if peak.ok and line_ok and not math.isfinite(corr):
-        flags.append("fwhm200 not above the instrumental width")
-    return FrameResult(
-        **common,  # type: ignore[arg-type]
-        peak=peak,
-        instrument_fwhm_per_nm=inst,
-        fwhm_corr_per_nm=corr,
-        domain_nm=domain,
-        domain_err_nm=domain_err,
-        fwhm_per_nm=fwhm,
-        fwhm_err_per_nm=fwhm_err,
-        breadth_per_nm=breadth,
-        breadth_err_per_nm=breadth_err,
-        breadth_corr_per_nm=breadth_corr,
-        breadth_corr_err_per_nm=breadth_corr_err,
-        scherrer_method=settings.method,
-        k_factor=k,
-        flags=(*flags, *checks),
+        if math.isfinite(c) and math.isfinite(w) and w > 0
+    )
+    return fit_cube_line(
+        plan.q_par_per_nm,
+        np.asarray(common["intensity"]),
+        np.asarray(common["sigma"]),
+        center_per_nm=peak.center_per_nm,
+        fwhm_per_nm=peak.fwhm_per_nm,
+        window_per_nm=plan.peak_settings.window_per_nm,
+        size_spread=plan.scherrer.size_spread,
+        instrument_fwhm_per_nm=inst if math.isfinite(inst) else 0.0,
+        instrument_eta=inst_eta,
+        neighbours=neighbours,
+        background_order=plan.peak_settings.background_order,
     )
 
 

@@ -317,10 +317,8 @@ def _fit_peak_from(
     columns = [ev.n_background + k * m for k in range(model.n_columns_per_peak)]
     heights = np.array([ev.beta[c] for c in columns])
     amplitude = float(heights.sum())
-    rows = [int(stats.linear_index[c]) for c in columns]
-    active_rows = [r for r in rows if r >= 0]
-    block = stats.covariance[np.ix_(active_rows, active_rows)]
-    amplitude_err = math.sqrt(max(float(block.sum()), 0.0)) if active_rows else math.nan
+    variance = stats.sum_variance(columns)
+    amplitude_err = math.nan if variance is None else math.sqrt(max(variance, 0.0))
     if not (amplitude > 0 and amplitude >= settings.min_snr * amplitude_err):
         return _failed_peak(
             f"no {{200}} peak above {settings.min_snr:g} sigma in {window}",
@@ -347,8 +345,8 @@ def _fit_peak_from(
         gauss, lorentz = heights
         eta = float(lorentz / amplitude)
         grad = np.array([-lorentz, gauss]) / amplitude**2
-        full_rows = [r if r >= 0 else None for r in rows]
-        if all(r is not None for r in full_rows):
+        rows = [int(stats.linear_index[c]) for c in columns]
+        if all(r >= 0 for r in rows):
             cov = stats.covariance[np.ix_(rows, rows)]
             eta_err = math.sqrt(max(float(grad @ cov @ grad), 0.0))
         else:  # one component at zero: its error is not defined by the Jacobian

@@ -11,6 +11,7 @@ give NaN values, ``ok=False`` and a message for the beamline user.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from dataclasses import dataclass, replace
@@ -287,7 +288,7 @@ class RodFit:
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # one instance per key (_cached_rod_spec)
 class _RodModelSpec:
     """Rods of one lattice model; theta = [p, q1, w, (s), (gamma)]."""
 
@@ -320,15 +321,21 @@ class _RodModelSpec:
         return np.sqrt(self.families[:, 0] - 2.0 * self.families[:, 1] * cos_g)
 
     def model(self, shape: PeakShape) -> SeparableModel:
-        return SeparableModel(
-            mode=MODE_RODS,
-            shape=shape,
-            power_law=True,
-            param_names=self.param_names,
-            families=self.families,
-            linear_width=self.linear_width,
-            rhombic=self.rhombic,
-        )
+        return _separable_model(self, shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _separable_model(spec: _RodModelSpec, shape: PeakShape) -> SeparableModel:
+    """The engine's model of a lattice's rods with one line shape (one per spec and shape)."""
+    return SeparableModel(
+        mode=MODE_RODS,
+        shape=shape,
+        power_law=True,
+        param_names=spec.param_names,
+        families=spec.families,
+        linear_width=spec.linear_width,
+        rhombic=spec.rhombic,
+    )
 
 
 def _rod_spec(
@@ -340,9 +347,8 @@ def _rod_spec(
     centred just beyond the cut still shapes its end; a rod left out there would leave
     its whole profile in the residual (the answer would depend on the start).
     """
-    ratios = _SMALLEST_RATIOS[name]
     reach = (q_max_per_nm + 0.15) / (0.95 * q1_per_nm)
-    count = int(np.searchsorted(ratios, reach, side="right"))
+    count = bisect.bisect_right(_SMALLEST_RATIOS[name], reach)
     return _cached_rod_spec(name, count, linear_width)
 
 
@@ -373,10 +379,10 @@ def _cached_rod_spec(name: RodModelName, count: int, linear_width: bool) -> _Rod
 _SMALLEST_RATIOS_UNSORTED_RHOMBIC = np.minimum(
     rhombic_ratios(GAMMA_RANGE_DEG[0]), rhombic_ratios(GAMMA_RANGE_DEG[1])
 )
-_SMALLEST_RATIOS: dict[str, FloatArray] = {
-    "hexagonal": np.asarray(HEXAGONAL_RATIOS),
-    "square": np.asarray(SQUARE_RATIOS),
-    "rhombic": np.sort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC),
+_SMALLEST_RATIOS: dict[str, tuple[float, ...]] = {
+    "hexagonal": tuple(HEXAGONAL_RATIOS),
+    "square": tuple(SQUARE_RATIOS),
+    "rhombic": tuple(float(r) for r in np.sort(_SMALLEST_RATIOS_UNSORTED_RHOMBIC)),
 }
 
 
@@ -474,7 +480,10 @@ def _search_widths(profile: Profile, settings: RodFitSettings) -> FloatArray:
     smallest = max(2.5 * profile.bin_per_nm, 0.02)
     largest = max(settings.max_width_per_nm, smallest)
     count = max(round(math.log(largest / smallest) / math.log(1.8)) + 1, 1)
-    return np.geomspace(smallest, largest, count)
+    if count == 1:
+        return np.array([smallest])
+    ratio = (largest / smallest) ** (1.0 / (count - 1))
+    return np.array([smallest * ratio**i for i in range(count - 1)] + [largest])
 
 
 def _cold_candidates(
@@ -625,38 +634,24 @@ class _RodModelFit:
 
     def rod_snrs(self) -> FloatArray:
         """Height over standard error of each rod family (0 where its height is 0)."""
-        ev = self.refined.evaluation
-        m = self.spec.families.shape[0]
-        per_col = 2 if ev.beta.size - ev.n_background == 2 * m else 1
-        out = np.zeros(m)
-        for j in range(m):
-            columns = [ev.n_background + j + k * m for k in range(per_col)]
-            height = float(sum(ev.beta[c] for c in columns))
-            rows = [int(self.stats.linear_index[c]) for c in columns]
-            rows = [r for r in rows if r >= 0]
-            if height <= 0 or not rows:
-                continue
-            variance = float(self.stats.covariance[np.ix_(rows, rows)].sum())
-            out[j] = height / math.sqrt(variance) if variance > 0 else math.inf
-        return out
+        return np.array([self._rod_snr(j) for j in range(self.spec.families.shape[0])])
 
     def first_rod_snr(self) -> float:
         """Height of the first rod (family ratio 1) over its standard error."""
         if self._first_rod_snr is None:
-            self._first_rod_snr = self._compute_first_rod_snr()
+            self._first_rod_snr = self._rod_snr(0)  # the first family is the first rod
         return self._first_rod_snr
 
-    def _compute_first_rod_snr(self) -> float:
+    def _rod_snr(self, family: int) -> float:
+        """Height over standard error of one rod family (its Gaussian and Lorentzian parts)."""
         ev = self.refined.evaluation
-        column = ev.n_background  # the first family is the first rod; with pseudo-Voigt
-        per_col = 2 if ev.beta.size - ev.n_background == 2 * self.spec.families.shape[0] else 1
         m = self.spec.families.shape[0]
-        columns = [column + k * m for k in range(per_col)]
+        per_col = 2 if ev.beta.size - ev.n_background == 2 * m else 1
+        columns = [ev.n_background + family + k * m for k in range(per_col)]
         height = float(sum(ev.beta[c] for c in columns))
-        rows = [int(self.stats.linear_index[c]) for c in columns if self.stats.linear_index[c] >= 0]
-        if height <= 0 or not rows:
+        variance = self.stats.sum_variance(columns)
+        if height <= 0 or variance is None:
             return 0.0
-        variance = float(self.stats.covariance[np.ix_(rows, rows)].sum())
         return height / math.sqrt(variance) if variance > 0 else math.inf
 
 
@@ -708,7 +703,7 @@ def _start_ic(
     first_rod = beta[n_background :: spec.families.shape[0]].sum()  # Gaussian + Lorentzian
     if not first_rod > 0:  # a lattice without its first rod is not this lattice
         return math.inf
-    n_params = spec.n_theta - int(np.count_nonzero(low == high)) + beta.size
+    n_params = spec.n_theta - sum(1 for a, b in zip(low, high, strict=True) if a == b) + beta.size
     return information_criterion(float(residual @ residual), profile.n, n_params, settings.ic)
 
 
@@ -737,8 +732,8 @@ def _rod_problem(
         theta0.append(candidate.gamma_deg)
         lower.append(GAMMA_RANGE_DEG[0])
         upper.append(GAMMA_RANGE_DEG[1])
-    low, high = np.asarray(lower), np.asarray(upper)
-    return spec, np.clip(np.asarray(theta0), low, high), low, high
+    start = [min(max(t, lo_t), hi_t) for t, lo_t, hi_t in zip(theta0, lower, upper, strict=True)]
+    return spec, np.array(start), np.array(lower), np.array(upper)
 
 
 def _fit_rod_model(

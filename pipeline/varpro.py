@@ -829,6 +829,18 @@ class Statistics:
         scale = np.concatenate([np.ones(self.n_theta), 1.0 / norms])
         return np.asarray(covariance * np.outer(scale, scale), dtype=np.float64)
 
+    def sum_variance(self, columns: list[int]) -> float | None:
+        """Variance of the sum of the linear parameters in `columns` (design columns).
+
+        Inactive columns are 0 exactly and add nothing; None where none is active.
+        """
+        index = self.linear_index
+        rows = [int(index[c]) for c in columns if index[c] >= 0]
+        if not rows:
+            return None
+        covariance = self.covariance
+        return float(sum(covariance[a, b] for a in rows for b in rows))
+
     @property
     def linear_index(self) -> NDArray[np.intp]:
         """For each linear column, its row in the covariance (-1 where inactive)."""

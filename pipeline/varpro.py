@@ -1057,20 +1057,23 @@ def prepare_profile(
     if q_range is not None:
         good &= (q >= q_range[0]) & (q <= q_range[1])
     where = "" if q_range is None else f" in {q_range[0]:g}-{q_range[1]:g} nm^-1"
-    if not good.any():
+    n_good = int(np.count_nonzero(good))
+    if n_good == 0:
         return f"no valid bin{where}: every intensity is NaN (masked or outside the detector)"
-    if good.sum() < MIN_POINTS:
-        return f"only {int(good.sum())} valid bins{where}; the fit needs at least {MIN_POINTS}"
+    if n_good < MIN_POINTS:
+        return f"only {n_good} valid bins{where}; the fit needs at least {MIN_POINTS}"
     q, y, s = q[good], y[good], s[good]
-    if not np.any(y != 0):
+    if not y.any():
         return f"every intensity{where} is zero: check the mask, the band and the exposure"
     positive = s > 0
-    if not positive.any():
-        return f"no bin{where} has a positive uncertainty: the cut has no counts"
-    # a bin without counts has sigma 0: give it the smallest uncertainty of the profile
-    s = np.where(positive, s, s[positive].min())
-    order_idx = np.argsort(q, kind="stable")
-    q, y, s = q[order_idx], y[order_idx], s[order_idx]
+    if not positive.all():
+        if not positive.any():
+            return f"no bin{where} has a positive uncertainty: the cut has no counts"
+        # a bin without counts has sigma 0: give it the smallest uncertainty of the profile
+        s = np.where(positive, s, s[positive].min())
+    if not (q[1:] > q[:-1]).all():  # a cut's bins are ascending already
+        order_idx = np.argsort(q, kind="stable")
+        q, y, s = q[order_idx], y[order_idx], s[order_idx]
     if q[-1] <= q[0]:
         return "all valid bins sit at the same q_par"
     if knot_spacing_per_nm is None:

@@ -211,6 +211,21 @@ def test_unusable_profiles_fail_with_a_message(intensity, words):
     assert peak.message
 
 
+def test_a_cut_in_any_order_gives_the_sorted_cuts_fit():
+    # a cut from a script may come descending or shuffled: it is sorted before the fit
+    y, s = rod_profile(0.8, "hexagonal", seed=41)
+    ordered = fit_rods(Q_SAXS, y, s, settings=RodFitSettings())
+    order = np.random.default_rng(41).permutation(Q_SAXS.size)
+    shuffled = fit_rods(Q_SAXS[order], y[order], s[order], settings=RodFitSettings())
+    assert shuffled.symmetry == ordered.symmetry == "hexagonal"
+    assert shuffled.q1_per_nm == pytest.approx(ordered.q1_per_nm, rel=1e-12)
+    wy, ws = peak_profile(0.7, seed=42)
+    peak = fit_peak200(Q_WAXS[::-1], wy[::-1], ws[::-1], settings=PeakFitSettings())
+    assert peak.fwhm_per_nm == pytest.approx(
+        fit_peak200(Q_WAXS, wy, ws, settings=PeakFitSettings()).fwhm_per_nm, rel=1e-12
+    )
+
+
 def test_nan_bins_are_dropped():
     y, s = rod_profile(0.80, "hexagonal", seed=10)
     y[::7] = np.nan

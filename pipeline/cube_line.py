@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from pipeline.lineshapes import FASTMATH, pseudo_voigt
 from pipeline.scherrer import GAUSS_BREADTH_PER_FWHM, LORENTZ_BREADTH_PER_FWHM, SINC2_FWHM_K
-from pipeline.varpro import legendre_basis
+from pipeline.varpro import cholesky_inverse, legendre_basis
 
 FloatArray = NDArray[np.float64]
 
@@ -573,35 +573,10 @@ def _fixed_block(fixed: FloatArray, weighted_y: FloatArray) -> tuple[FloatArray,
             moment[a] += fixed[i, a] * weighted_y[i]
             for b in range(a + 1):
                 gram[a, b] += fixed[i, a] * fixed[i, b]
-    lower = np.zeros((p, p))
-    inverse = np.zeros((p, p))
     residual = np.empty(n)
-    for a in range(p):
-        for b in range(a + 1):
-            acc = gram[a, b]
-            for t in range(b):
-                acc -= lower[a, t] * lower[b, t]
-            if a == b:
-                if not (acc > 1e-12 * gram[a, a] and math.isfinite(acc)):
-                    return inverse, residual, False
-                lower[a, a] = math.sqrt(acc)
-            else:
-                lower[a, b] = acc / lower[b, b]
-    factor_inverse = np.zeros((p, p))  # L^-1, lower triangular
-    for b in range(p):
-        factor_inverse[b, b] = 1.0 / lower[b, b]
-        for a in range(b + 1, p):
-            acc = 0.0
-            for t in range(b, a):
-                acc -= lower[a, t] * factor_inverse[t, b]
-            factor_inverse[a, b] = acc / lower[a, a]
-    for a in range(p):
-        for b in range(a + 1):
-            acc = 0.0
-            for t in range(a, p):
-                acc += factor_inverse[t, a] * factor_inverse[t, b]
-            inverse[a, b] = acc
-            inverse[b, a] = acc
+    inverse, ok = cholesky_inverse(gram, 1e-12)
+    if not ok:
+        return inverse, residual, False
     coef = np.zeros(p)
     for a in range(p):
         for b in range(p):

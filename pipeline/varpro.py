@@ -853,6 +853,50 @@ class Statistics:
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
+def cholesky_inverse(matrix: FloatArray, relative_floor: float) -> tuple[FloatArray, bool]:
+    """Inverse of a small symmetric positive-definite matrix by Cholesky, (L L^T)^-1.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (p, p)
+        Symmetric (only the lower triangle is read).
+    relative_floor : float
+        A pivot must exceed this fraction of its diagonal entry (0: any positive pivot).
+
+    Returns
+    -------
+    inverse : ndarray of shape (p, p)
+        L^-T L^-1 (zeros where it fails).
+    ok : bool
+        False where a pivot is not above the floor or not finite: the matrix is not
+        (numerically) positive definite.
+    """
+    p = matrix.shape[0]
+    inverse = np.zeros((p, p))
+    lower = _cholesky_factor(matrix)  # floors a pivot that is not positive at 1e-300
+    for r in range(p):
+        pivot = lower[r, r] * lower[r, r]
+        if not (pivot > 1e-300 and pivot > relative_floor * matrix[r, r] and math.isfinite(pivot)):
+            return inverse, False
+    factor_inverse = np.zeros((p, p))  # L^-1, lower triangular
+    for c in range(p):
+        factor_inverse[c, c] = 1.0 / lower[c, c]
+        for r in range(c + 1, p):
+            acc = 0.0
+            for t in range(c, r):
+                acc -= lower[r, t] * factor_inverse[t, c]
+            factor_inverse[r, c] = acc / lower[r, r]
+    for r in range(p):
+        for c in range(r + 1):
+            acc = 0.0
+            for t in range(r, p):
+                acc += factor_inverse[t, r] * factor_inverse[t, c]
+            inverse[r, c] = acc
+            inverse[c, r] = acc
+    return inverse, True
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _covariance_kernel(
     derivative: FloatArray,
     design: FloatArray,
@@ -904,35 +948,21 @@ def _covariance_kernel(
             if active[a]:
                 jac[i, c] = design[i, a] / norms[a]
                 c += 1
-    lower = np.zeros((p, p))
-    covariance = np.zeros((n_rows, n_rows))
+    gram = np.zeros((p, p))
     for r in range(p):
         for c in range(r + 1):
             acc = 0.0
             for i in range(n):
                 acc += jac[i, r] * jac[i, c]
-            for t in range(c):
-                acc -= lower[r, t] * lower[c, t]
-            if r == c:
-                if not (acc > 0.0 and math.isfinite(acc)):
-                    return covariance, False
-                lower[r, r] = math.sqrt(acc)
-            else:
-                lower[r, c] = acc / lower[c, c]
-    inverse = np.zeros((p, p))  # the inverse of the Cholesky factor, lower triangular
-    for c in range(p):
-        inverse[c, c] = 1.0 / lower[c, c]
-        for r in range(c + 1, p):
-            acc = 0.0
-            for t in range(c, r):
-                acc -= lower[r, t] * inverse[t, c]
-            inverse[r, c] = acc / lower[r, r]
+            gram[r, c] = acc
+            gram[c, r] = acc
+    covariance = np.zeros((n_rows, n_rows))
+    inverse, ok = cholesky_inverse(gram, 0.0)
+    if not ok:
+        return covariance, False
     for r in range(p):
         for c in range(r + 1):
-            acc = 0.0
-            for t in range(r, p):
-                acc += inverse[t, r] * inverse[t, c]
-            value = acc * redchi * scale[r] * scale[c]
+            value = inverse[r, c] * redchi * scale[r] * scale[c]
             if not math.isfinite(value):
                 return np.zeros((n_rows, n_rows)), False
             covariance[columns[r], columns[c]] = value

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numba
 import numpy as np
 
 from detectors.errors import ConfigError
@@ -442,30 +443,16 @@ def _model_scores(
     nothing costs a little (noise alone scores 0.5 on average), so that a lattice with a
     smaller q1, which puts rods everywhere, does not win on noise.
     """
-
-    def score(positions: FloatArray) -> FloatArray:
-        positions = np.sort(positions, axis=-1)
-        keep = np.ones(positions.shape, dtype=bool)
-        keep[..., 1:] = np.diff(positions, axis=-1) > width  # coinciding rods count once
-        keep &= positions <= q_max
-        values = np.maximum(np.interp(positions, grid, snr), 0.0)
-        return np.sum(np.where(keep, values * values - 1.0, 0.0), axis=-1)
-
     out = []
-    lattices: tuple[tuple[RodModelName, tuple[float, ...]], ...] = (
-        ("hexagonal", HEXAGONAL_RATIOS),
-        ("square", SQUARE_RATIOS),
-    )
-    for name, ratios in lattices:
-        scores = score(q1s[:, None] * np.asarray(ratios)[None, :])
+    for name in ("hexagonal", "square"):
+        scores = _lattice_scores(q1s[:, None] * _SCORE_RATIOS[name], grid, snr, width, q_max)
         out += [
             _RodCandidate(name, float(sc), float(q1), width, math.nan)
             for sc, q1 in zip(scores, q1s, strict=True)
         ]
-    families = np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)
-    cos_g = np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
-    ratios = np.sqrt(families[None, :, 0] - 2.0 * families[None, :, 1] * cos_g)
-    scores = score(q1s[:, None, None] * ratios[None, :, :])
+    rhombic = _RHOMBIC_GRID_RATIOS  # (gamma, family)
+    positions = (q1s[:, None, None] * rhombic[None, :, :]).reshape(-1, rhombic.shape[1])
+    scores = _lattice_scores(positions, grid, snr, width, q_max).reshape(q1s.size, -1)
     best_gamma = np.argmax(scores, axis=1)
     out += [
         _RodCandidate(
@@ -474,6 +461,68 @@ def _model_scores(
         for i, g in enumerate(best_gamma)
     ]
     return out
+
+
+#: Rod positions in units of q1 scored by :func:`_model_scores`, ascending: every listed
+#: rod of the plain lattices, and of the rhombic one at each gamma of the search grid
+#: (rows). Positions q1 x ratio keep this order for any q1 > 0.
+_SCORE_RATIOS: dict[str, FloatArray] = {
+    "hexagonal": np.sort(np.asarray(HEXAGONAL_RATIOS, dtype=np.float64)),
+    "square": np.sort(np.asarray(SQUARE_RATIOS, dtype=np.float64)),
+}
+_RHOMBIC_GRID_RATIOS = np.sort(
+    np.sqrt(
+        np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[None, :, 0]
+        - 2.0
+        * np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[None, :, 1]
+        * np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
+    ),
+    axis=1,
+)
+
+
+@numba.njit(cache=True)
+def _lattice_scores(
+    positions: FloatArray, grid: FloatArray, snr: FloatArray, width: float, q_max: float
+) -> FloatArray:
+    """Sum over each row's rods of max(SNR, 0)^2 - 1 (see :func:`_model_scores`).
+
+    Each row of `positions` is ascending. Rods closer than `width` to the previous one
+    count once; rods beyond `q_max` not at all; the SNR is interpolated on the uniform
+    `grid`. Returns shape (rows,).
+    """
+    n_rows, n_rods = positions.shape
+    out = np.empty(n_rows)
+    step = (grid[-1] - grid[0]) / (grid.size - 1)
+    for r in range(n_rows):
+        row = positions[r]
+        total = 0.0
+        for j in range(n_rods):
+            x = row[j]
+            if x <= q_max and (j == 0 or x - row[j - 1] > width):
+                value = max(_interp_uniform(x, grid, snr, step), 0.0)
+                total += value * value - 1.0
+        out[r] = total
+    return out
+
+
+@numba.njit(cache=True)
+def _interp_uniform(x: float, grid: FloatArray, values: FloatArray, step: float) -> float:
+    """``np.interp(x, grid, values)`` on a uniform ascending grid, by its own formula."""
+    n = grid.size
+    if x <= grid[0]:
+        return values[0]
+    if x >= grid[n - 1]:
+        return values[n - 1]
+    j = min(int((x - grid[0]) / step), n - 2)
+    while j > 0 and grid[j] > x:  # rounding of the uniform index
+        j -= 1
+    while j < n - 2 and grid[j + 1] <= x:
+        j += 1
+    if grid[j] == x:
+        return values[j]
+    slope = (values[j + 1] - values[j]) / (grid[j + 1] - grid[j])
+    return slope * (x - grid[j]) + values[j]
 
 
 def _search_widths(profile: Profile, settings: RodFitSettings) -> FloatArray:

@@ -225,3 +225,37 @@ def test_a_fresh_numba_cache_is_detected_and_announced(tmp_path):
     stream = io.StringIO()
     prepare_kernels(stream)
     assert stream.getvalue() == ""  # cached: nothing to announce
+
+
+def test_lattice_scores_of_the_first_rod_search_match_numpy():
+    # the compiled scoring of the first-rod search against the same rule in numpy:
+    # sum of max(SNR, 0)^2 - 1 over a lattice's rods inside the cut, coinciding rods once
+    from pipeline.lattice import HEXAGONAL_RATIOS, RHOMBIC_FAMILIES, SQUARE_RATIOS
+    from pipeline.rods import _GAMMA_GRID_DEG, _model_scores
+
+    def numpy_score(positions, grid, snr, width, q_max):
+        positions = np.sort(positions, axis=-1)
+        keep = np.ones(positions.shape, dtype=bool)
+        keep[..., 1:] = np.diff(positions, axis=-1) > width
+        keep &= positions <= q_max
+        values = np.maximum(np.interp(positions, grid, snr), 0.0)
+        return np.sum(np.where(keep, values * values - 1.0, 0.0), axis=-1)
+
+    rng = np.random.default_rng(11)
+    grid = 0.3 + 0.021 * np.arange(100)
+    families = np.asarray(RHOMBIC_FAMILIES)
+    cos_g = np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
+    rhombic = np.sqrt(families[None, :, 0] - 2.0 * families[None, :, 1] * cos_g)
+    for width in (0.03, 0.08):
+        snr = rng.normal(size=grid.size) * 3
+        q1s = rng.uniform(0.4, 1.4, 6)
+        got = _model_scores(grid, snr, q1s, width, 2.2)
+        for name, ratios in (("hexagonal", HEXAGONAL_RATIOS), ("square", SQUARE_RATIOS)):
+            expected = numpy_score(q1s[:, None] * np.asarray(ratios), grid, snr, width, 2.2)
+            scores = [c.score for c in got if c.model == name]
+            np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=1e-12)
+        expected = numpy_score(q1s[:, None, None] * rhombic[None], grid, snr, width, 2.2)
+        best = [c for c in got if c.model == "rhombic"]
+        np.testing.assert_allclose([c.score for c in best], expected.max(axis=1), rtol=1e-12)
+        gammas = _GAMMA_GRID_DEG[np.argmax(expected, axis=1)]
+        assert [c.gamma_deg for c in best] == pytest.approx(gammas)

@@ -1,8 +1,9 @@
-"""Ahead-of-time compilation of the numba fit kernels, with one line of notice.
+"""Ahead-of-time compilation of the numba per-frame kernels, with one line of notice.
 
 The kernels (:mod:`pipeline.varpro` for rods and peaks, :mod:`pipeline.cube_line` for
-the cube line) are compiled on first use and cached on disk by numba next to their
-modules. Right after install that first use takes some 10-20 s: the CLI calls
+the cube line, and the small ones of the cut, the frame checks, the incidence check and
+the first-rod search) are compiled on first use and cached on disk by numba next to
+their modules. Right after install that first use takes some 15-20 s: the CLI calls
 :func:`prepare_kernels` before a run, so that worker processes load the cache instead
 of compiling at the same time, and so that a progress display does not sit at 0 % in
 silence.
@@ -15,7 +16,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from pipeline import cube_line, varpro
+from calibration import incidence
+from pipeline import checks, cube_line, integrate, rods, varpro
 from pipeline.lineshapes import FOUR_LN2
 
 
@@ -26,10 +28,16 @@ def kernels_cached() -> bool:
     -------
     bool
         False right after install (or after a change of a kernel's source): the first
-        fit then compiles them, which takes some 10-20 s; True otherwise (and where numba's
+        fit then compiles them, which takes some 15-20 s; True otherwise (and where numba's
         cache layout is not the one known here).
     """
-    dispatchers: tuple[Any, ...] = (varpro._lm_kernel, cube_line._cube_lm_kernel)
+    dispatchers: tuple[Any, ...] = (
+        varpro._lm_kernel,
+        varpro._covariance_kernel,
+        cube_line._cube_lm_kernel,
+        integrate._cut_kernel,
+        rods._lattice_scores,
+    )
     try:
         indexes = [Path(d._cache._cache_file._index_path) for d in dispatchers]
     except AttributeError:
@@ -48,7 +56,7 @@ def prepare_kernels(stream: TextIO | None = None) -> None:
     """
     if stream is not None and not kernels_cached():
         print(
-            "gixs: compiling the fit kernels (once after install, then cached; ~10-20 s)...",
+            "gixs: compiling the fit kernels (once after install, then cached; ~15-20 s)...",
             file=stream,
             flush=True,
         )
@@ -65,6 +73,30 @@ def prepare_kernels(stream: TextIO | None = None) -> None:
         families=np.zeros((1, 2)),
     )
     theta = np.array([1.5, 0.2])
-    varpro.levenberg_marquardt(model, profile, theta, theta - 0.1, theta + 0.1, max_nfev=5)
+    refined = varpro.levenberg_marquardt(
+        model, profile, theta, theta - 0.1, theta + 0.1, max_nfev=5
+    )
+    varpro.stderr(varpro.fit_statistics(refined.evaluation, profile.n, 2, "bic"), 0)
     varpro.evaluate_kernel(theta, *varpro.model_args(model, profile), False)
     cube_line.compile_kernels()
+    _compile_frame_kernels()
+
+
+def _compile_frame_kernels() -> None:
+    """The small per-frame kernels, on inputs of the types a reduction gives them.
+
+    The incidence check's band profile is compiled for int32 frames (Pilatus CBF); other
+    pixel types compile on their first frame (well under a second).
+    """
+    values = np.ones(4)
+    valid = np.ones(4, dtype=bool)
+    indptr, indices = np.array([0, 4], dtype=np.intp), np.arange(4, dtype=np.intp)
+    integrate._cut_kernel(values, valid, indptr, indices, values, indptr, indices, values)
+    checks._band_counts(values, valid)
+    columns = np.arange(2, dtype=np.intp)
+    incidence._band_profile_kernel(
+        np.ones((3, 2), dtype=np.int32), columns, np.zeros((3, 2), dtype=bool)
+    )
+    incidence._most_prominent_peak(np.array([0.0, 1.0, 0.0]), np.ones(3, dtype=bool))
+    grid = np.linspace(0.5, 1.5, 5)
+    rods._lattice_scores(np.ones((1, 2)), grid, np.ones(5), 0.1, 1.5)

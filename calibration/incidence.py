@@ -918,15 +918,38 @@ def _band_profile(
 
     Valid: not in `masked`, not negative, not NaN. Rows without a valid pixel are NaN.
     Compiled for the frame's own data type: the check runs on every frame, and a gather
-    of the band as float plus numpy's masked sums cost ten times more.
+    of the band as float plus numpy's masked sums cost ten times more. Types the compiled
+    loop does not take (other byte order, float16, bool) are converted to float first.
     """
-    return _band_profile_kernel(np.asarray(data), np.asarray(columns, dtype=np.intp), masked)
+    rows = np.asarray(data)
+    if rows.dtype not in _KERNEL_PIXEL_TYPES:
+        rows = rows.astype(np.float64)
+    return _band_profile_kernel(rows, np.asarray(columns, dtype=np.intp), masked)
+
+
+#: Pixel types the compiled band profile takes as they are (native byte order).
+_KERNEL_PIXEL_TYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float32,
+        np.float64,
+    )
+)
 
 
 @numba.njit(cache=True)
 def _band_profile_kernel(
     data: NDArray[Any], columns: NDArray[np.intp], masked: NDArray[np.bool_]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Row means and Poisson errors of :func:`_band_profile`, shape (rows,) each."""
     n_rows = data.shape[0]
     profile = np.empty(n_rows)
     sigma = np.empty(n_rows)

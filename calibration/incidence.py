@@ -693,9 +693,47 @@ class FrameBand:
     masked: NDArray[np.bool_]
     search: NDArray[np.bool_]
 
-    def profile(self, data: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def profile(
+        self, data: NDArray[Any], pixels: ValidPixels
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean of the valid pixels of each row of the band, and its Poisson error."""
-        return _band_profile(data[self.row_start : self.row_stop], self.columns, self.masked)
+        return _band_profile(data, self.row_start, self.row_stop, self.columns, self.masked, pixels)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidPixels:
+    """Which pixel values of a frame the incidence check counts, as the cut does.
+
+    Valid: not negative, not NaN, below `limit` (the data type's largest value, a gap or
+    bad pixel in integer data, and the detector's saturation), and not in the detector's
+    own `pixel_mask`. Build it with :meth:`of_frame`.
+
+    Attributes
+    ----------
+    limit : float
+        Values at or above are no counts.
+    pixel_mask : ndarray of bool, shape (rows, cols), or shape (0, 0)
+        The detector's own mask of the frame, True = masked; (0, 0) for none.
+    """
+
+    limit: float
+    pixel_mask: NDArray[np.bool_]
+
+    @classmethod
+    def of_frame(
+        cls,
+        data: NDArray[Any],
+        *,
+        saturation_counts: float | None = None,
+        pixel_mask: NDArray[np.bool_] | None = None,
+    ) -> ValidPixels:
+        """The rule for `data` (its type's limit), its saturation and its pixel mask."""
+        kind = np.asarray(data).dtype
+        limit = float(np.iinfo(kind).max) if kind.kind in "iu" else math.inf
+        if saturation_counts is not None:
+            limit = min(limit, float(saturation_counts))
+        mask = np.zeros((0, 0), dtype=bool) if pixel_mask is None else pixel_mask
+        return cls(limit, np.asarray(mask, dtype=bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -817,7 +855,11 @@ def plan_frame_incidence(
 
 
 def measure_frame_incidence(
-    data: NDArray[Any], plan: FrameIncidencePlan
+    data: NDArray[Any],
+    plan: FrameIncidencePlan,
+    *,
+    saturation_counts: float | None = None,
+    pixel_mask: NDArray[np.bool_] | None = None,
 ) -> tuple[float, IncidenceMethod] | None:
     """The incidence angle seen on one frame, or None where neither feature is seen.
 
@@ -831,19 +873,26 @@ def measure_frame_incidence(
     Parameters
     ----------
     data : ndarray of shape (rows, cols)
-        The frame as stored, in counts; negative and non-finite pixels are ignored.
+        The frame as stored, in counts. Pixels that hold no count are ignored, as the cut
+        ignores them: negative, non-finite, the data type's largest value, at or above
+        `saturation_counts`, or True in `pixel_mask`.
     plan : FrameIncidencePlan
         From :func:`plan_frame_incidence`.
+    saturation_counts : float or None
+        The detector's saturation, in counts (None: the data type's limit only).
+    pixel_mask : ndarray of bool, shape (rows, cols), or None
+        The detector's own mask read with the frame (``Frame.pixel_mask``), True = masked.
 
     Returns
     -------
     (float, {"specular", "yoneda"}) or None
         Incidence angle in degrees and the feature it was read from.
     """
+    pixels = ValidPixels.of_frame(data, saturation_counts=saturation_counts, pixel_mask=pixel_mask)
     yoneda = plan.yoneda
     spec_band = plan.specular
     if spec_band.columns.size:
-        spec, _ = spec_band.profile(data)
+        spec, _ = spec_band.profile(data, pixels)
         searched = spec_band.search & np.isfinite(spec)
         if np.any(searched):
             spot = int(np.argmax(np.where(searched, spec, -np.inf)))
@@ -856,7 +905,9 @@ def measure_frame_incidence(
                     if inside
                     else np.zeros((1, yoneda.columns.size), dtype=bool)
                 )
-                beside = _band_profile(data[frame_row : frame_row + 1], yoneda.columns, row_mask)
+                beside = _band_profile(
+                    data, frame_row, frame_row + 1, yoneda.columns, row_mask, pixels
+                )
                 beside_level = float(beside[0][0])
                 level = max(level, 0.0 if math.isnan(beside_level) else beside_level)
             if spec[spot] >= MIN_SPOT_CONTRAST * (level + 1):
@@ -865,7 +916,7 @@ def measure_frame_incidence(
                 return math.degrees(elevation / 2), "specular"
     if yoneda.columns.size == 0:
         return None
-    side, side_sigma = yoneda.profile(data)
+    side, side_sigma = yoneda.profile(data, pixels)
     peak = _strongest_peak(side, yoneda.search)
     if peak is None:
         return None
@@ -883,7 +934,13 @@ def measure_frame_incidence(
     return (alpha_deg, "yoneda") if alpha_deg > 0 else None
 
 
-def frame_incidence_flag(data: NDArray[Any], plan: FrameIncidencePlan) -> str | None:
+def frame_incidence_flag(
+    data: NDArray[Any],
+    plan: FrameIncidencePlan,
+    *,
+    saturation_counts: float | None = None,
+    pixel_mask: NDArray[np.bool_] | None = None,
+) -> str | None:
     """A flag when the incidence angle seen on a frame disagrees with the given one.
 
     Parameters
@@ -899,7 +956,9 @@ def frame_incidence_flag(data: NDArray[Any], plan: FrameIncidencePlan) -> str | 
         ``"incidence_mismatch: measured 0.25 deg vs given 0.30 deg (specular spot)"``
         beyond the method's tolerance; None when they agree or nothing was seen.
     """
-    measured = measure_frame_incidence(data, plan)
+    measured = measure_frame_incidence(
+        data, plan, saturation_counts=saturation_counts, pixel_mask=pixel_mask
+    )
     if measured is None:
         return None
     alpha_deg, method = measured
@@ -912,19 +971,33 @@ def frame_incidence_flag(data: NDArray[Any], plan: FrameIncidencePlan) -> str | 
 
 
 def _band_profile(
-    data: NDArray[Any], columns: NDArray[np.intp], masked: NDArray[np.bool_]
+    data: NDArray[Any],
+    row_start: int,
+    row_stop: int,
+    columns: NDArray[np.intp],
+    masked: NDArray[np.bool_],
+    pixels: ValidPixels,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Mean of the valid pixels of each row over `columns`, and its Poisson error.
+    """Mean of the valid pixels of rows `row_start`:`row_stop` over `columns`, its Poisson error.
 
-    Valid: not in `masked`, not negative, not NaN. Rows without a valid pixel are NaN.
-    Compiled for the frame's own data type: the check runs on every frame, and a gather
-    of the band as float plus numpy's masked sums cost ten times more. Types the compiled
-    loop does not take (other byte order, float16, bool) are converted to float first.
+    Valid: not in `masked` (shape (row_stop - row_start, columns.size)), and a count by
+    `pixels`. Rows without a valid pixel are NaN. Compiled for the frame's own data type:
+    the check runs on every frame, and a gather of the band as float plus numpy's masked
+    sums cost ten times more. Types the compiled loop does not take (other byte order,
+    float16, bool) are converted to float first.
     """
-    rows = np.asarray(data)
-    if rows.dtype not in _KERNEL_PIXEL_TYPES:
-        rows = rows.astype(np.float64)
-    return _band_profile_kernel(rows, np.asarray(columns, dtype=np.intp), masked)
+    frame = np.asarray(data)
+    if frame.dtype not in _KERNEL_PIXEL_TYPES:
+        frame = frame.astype(np.float64)
+    return _band_profile_kernel(
+        frame,
+        row_start,
+        row_stop,
+        np.asarray(columns, dtype=np.intp),
+        masked,
+        pixels.limit,
+        pixels.pixel_mask,
+    )
 
 
 #: Pixel types the compiled band profile takes as they are (native byte order).
@@ -947,18 +1020,31 @@ _KERNEL_PIXEL_TYPES = frozenset(
 
 @numba.njit(cache=True)
 def _band_profile_kernel(
-    data: NDArray[Any], columns: NDArray[np.intp], masked: NDArray[np.bool_]
+    data: NDArray[Any],
+    row_start: int,
+    row_stop: int,
+    columns: NDArray[np.intp],
+    masked: NDArray[np.bool_],
+    limit: float,
+    pixel_mask: NDArray[np.bool_],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Row means and Poisson errors of :func:`_band_profile`, shape (rows,) each."""
-    n_rows = data.shape[0]
+    n_rows = row_stop - row_start
+    with_mask = pixel_mask.shape[0] > 0
     profile = np.empty(n_rows)
     sigma = np.empty(n_rows)
     for r in range(n_rows):
+        row = row_start + r
         total = 0.0
         n_valid = 0
         for c in range(columns.size):
-            value = float(data[r, columns[c]])
-            if not masked[r, c] and value >= 0.0:  # NaN fails the comparison
+            column = columns[c]
+            value = float(data[row, column])
+            if (
+                not masked[r, c]
+                and 0.0 <= value < limit  # NaN fails the comparison
+                and not (with_mask and pixel_mask[row, column])
+            ):
                 total += value
                 n_valid += 1
         if n_valid == 0:

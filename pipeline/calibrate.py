@@ -15,6 +15,7 @@ from calibration.incidence import IncidenceReport, calibrate_incidence
 from calibration.io import load_poni, save_resolution
 from calibration.resolution import InstrumentResolution, PeakShape, resolution_from_frame
 from detectors.io import FrameRef, read_frame, read_mask_file
+from detectors.pilatus import detector_saturation_counts, frame_mask
 
 
 def check_incidence(
@@ -51,12 +52,12 @@ def check_incidence(
     IncidenceReport
         ``.summary()`` gives three lines for the terminal, ``.ok`` whether all passed.
     """
-    detector_geometry, raw = _detector_and_frame(poni, detector, frame)
+    detector_geometry, raw, invalid = _detector_and_frame(poni, detector, frame)
     geometry = GIGeometry.create(detector_geometry, incidence_angle_deg=incidence_angle_deg)
     return calibrate_incidence(
         raw,
         geometry,
-        mask=_mask(detector_geometry, mask),
+        mask=_mask(detector_geometry, mask) | invalid,
         tolerance_deg=tolerance_deg,
         critical_angle_deg=critical_angle_deg,
     )
@@ -76,12 +77,12 @@ def measure_resolution_file(
 
     `detector` (a pyFAI name) overrides the PONI file's detector.
     """
-    detector_geometry, data = _detector_and_frame(poni, detector, frame)
+    detector_geometry, data, invalid = _detector_and_frame(poni, detector, frame)
     resolution = resolution_from_frame(
         data,
         detector_geometry,
         calibrant=calibrant,
-        mask=_mask(detector_geometry, mask),
+        mask=_mask(detector_geometry, mask) | invalid,
         shape=peak_shape,
     )
     save_resolution(out, resolution)
@@ -90,18 +91,31 @@ def measure_resolution_file(
 
 def _detector_and_frame(
     poni: Path, detector: str | None, frame: Path
-) -> tuple[DetectorGeometry, NDArray[np.float64]]:
-    """The PONI's detector (overridden by `detector`) and frame 0 of `frame`, in counts.
+) -> tuple[DetectorGeometry, NDArray[np.float64], NDArray[np.bool_]]:
+    """The PONI's detector, frame 0 of `frame` in counts, and the frame's invalid pixels.
 
+    `detector` overrides the PONI file's. Invalid pixels (True) are those the reduction
+    leaves out: the data type's largest value, negative or non-finite values, the
+    detector's saturation and its own pixel mask (:func:`detectors.pilatus.frame_mask`);
+    a single pixel at 2^32 - 1 in the band through the beam passed for the specular spot.
     A generic detector without a frame shape takes the frame's.
     """
     geometry = load_poni(poni, detector=detector)
     if not geometry.has_shape:
-        data = read_frame(FrameRef(Path(frame), 0)).data
-        geometry = geometry.with_frame_shape(data.shape)
+        read = read_frame(FrameRef(Path(frame), 0))
+        geometry = geometry.with_frame_shape(read.data.shape)
     else:
-        data = read_frame(FrameRef(Path(frame), 0), shape=geometry.shape).data
-    return geometry, data.astype(np.float64)
+        read = read_frame(FrameRef(Path(frame), 0), shape=geometry.shape)
+    saturation = read.meta.saturation_counts
+    if saturation is None:
+        saturation = detector_saturation_counts(geometry.detector)
+    invalid = frame_mask(
+        read.data,
+        np.zeros(read.data.shape, dtype=bool),
+        saturation_counts=saturation,
+        pixel_mask=read.pixel_mask,
+    )
+    return geometry, read.data.astype(np.float64), invalid
 
 
 def _mask(detector: DetectorGeometry, user: Path | None) -> NDArray[np.bool_]:

@@ -94,8 +94,9 @@ def _compile_frame_kernels() -> None:
     integrate._cut_kernel(values, valid, indptr, indices, values, indptr, indices, values)
     checks._band_counts(values, valid)
     columns = np.arange(2, dtype=np.intp)
+    no_mask = np.zeros((0, 0), dtype=bool)
     incidence._band_profile_kernel(
-        np.ones((3, 2), dtype=np.int32), columns, np.zeros((3, 2), dtype=bool)
+        np.ones((3, 2), dtype=np.int32), 0, 3, columns, np.zeros((3, 2), dtype=bool), 9.0, no_mask
     )
     incidence._most_prominent_peak(np.array([0.0, 1.0, 0.0]), np.ones(3, dtype=bool))
     grid = np.linspace(0.5, 1.5, 5)

@@ -288,7 +288,13 @@ def reduce_frame(
     cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
     problem = frame_problem(plan.cut, data, saturation_counts=saturation)
     meta = frame.meta
-    incidence = None if plan.incidence is None else frame_incidence_flag(data, plan.incidence)
+    incidence = (
+        None
+        if plan.incidence is None
+        else frame_incidence_flag(
+            data, plan.incidence, saturation_counts=saturation, pixel_mask=frame.pixel_mask
+        )
+    )
     checks = () if incidence is None else (incidence,)
     common = {
         "kind": plan.kind,

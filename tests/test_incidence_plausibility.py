@@ -183,3 +183,60 @@ def test_the_check_reads_every_pixel_type_a_detector_writes(dtype):
     assert measured is not None
     assert measured[1] == reference[1] == "yoneda"
     assert measured[0] == pytest.approx(reference[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["gisaxs", "giwaxs"])
+@pytest.mark.parametrize("bad", ["type_max", "saturated", "pixel_mask"])
+def test_one_bad_pixel_in_the_band_does_not_move_the_measured_angle(kind, bad):
+    # a single pixel that holds no count (a gap value at the type's largest value, a
+    # saturated pixel, one the detector's own pixel_mask marks) in the band searched: it
+    # passed for the specular spot (0.50 deg measured for 0.30) or the Yoneda maximum
+    settings, plan = _demo_plans()[kind]
+    frame = read_frame(expand_frames(settings)[-1])
+    band = plan.incidence.specular if kind == "gisaxs" else plan.incidence.yoneda
+    search = np.flatnonzero(band.search)
+    row = band.row_start + int(search[len(search) // 5])  # far from the feature
+    column = int(band.columns[0])
+    data = frame.data.astype(np.uint32)
+    pixel_mask = None
+    if bad == "type_max":
+        data[row, column] = np.iinfo(np.uint32).max
+    elif bad == "saturated":
+        data[row, column] = 1_048_574  # above the Pilatus 300K saturation
+    else:
+        data[row, column] = 4_000_000
+        pixel_mask = np.zeros(data.shape, dtype=bool)
+        pixel_mask[row, column] = True
+    clean = measure_frame_incidence(frame.data, plan.incidence)
+    measured = measure_frame_incidence(
+        data, plan.incidence, saturation_counts=1_048_573, pixel_mask=pixel_mask
+    )
+    assert clean is not None
+    assert measured is not None
+    assert measured[1] == clean[1]
+    assert measured[0] == pytest.approx(clean[0], abs=2e-3)
+    # reduce_frame passes the frame's own saturation and pixel mask to the check
+    result = reduce_frame(replace(frame, data=data, pixel_mask=pixel_mask), plan)
+    assert not any(f.startswith(FLAG_INCIDENCE_MISMATCH) for f in result.flags)
+
+
+def test_calibrate_incidence_ignores_a_pixel_at_the_types_largest_value(tmp_path):
+    # `gixs calibrate incidence` on a uint32 HDF5 frame with one gap-value pixel in the
+    # band through the beam: it advised "reduce with incidence angle 0.495 deg"
+    import h5py
+
+    from pipeline.calibrate import check_incidence
+
+    settings, plan = _demo_plans()["gisaxs"]
+    frame = read_frame(expand_frames(settings)[-1])
+    band = plan.incidence.specular
+    row = band.row_start + int(np.flatnonzero(band.search)[5])
+    data = frame.data.astype(np.uint32)
+    data[row, int(band.columns[len(band.columns) // 2])] = np.iinfo(np.uint32).max
+    path = tmp_path / "frame.h5"
+    with h5py.File(path, "w") as h5:
+        h5["entry/data/data"] = data[None]
+    poni = DEMO.parent / "gisaxs.poni"
+    report = check_incidence(path, poni=poni, incidence_angle_deg=0.3)
+    assert report.ok, report.summary()
+    assert report.specular.incidence_angle_deg == pytest.approx(0.3, abs=0.01)

@@ -102,6 +102,9 @@ class BandPixels:
         The rest: pixels a fit uses.
     n_valid_zero : int
         Valid pixels that hold 0 counts.
+    n_masked : int
+        Pixels that hold a count but that the detector's own pixel mask leaves out (not
+        in `n_valid`).
     """
 
     n_pixels: int
@@ -110,10 +113,15 @@ class BandPixels:
     n_saturated: int
     n_valid: int
     n_valid_zero: int
+    n_masked: int = 0
 
 
 def band_pixels(
-    cut: CutPlan, data: NDArray[np.generic], *, saturation_counts: float | None
+    cut: CutPlan,
+    data: NDArray[np.generic],
+    *,
+    saturation_counts: float | None,
+    pixel_mask: NDArray[np.bool_] | None = None,
 ) -> BandPixels:
     """Count what the band's pixels of a frame hold.
 
@@ -127,6 +135,9 @@ def band_pixels(
         Counts at or above which a pixel is saturated; the largest value of an integer
         type counts as saturated too (:func:`detectors.pilatus.valid_counts`, the rule the
         cut itself applies).
+    pixel_mask : ndarray of bool, shape (rows, cols), or None
+        The detector's own mask read with the frame (``Frame.pixel_mask``), True = masked:
+        the cut leaves these pixels out too.
 
     Returns
     -------
@@ -135,25 +146,25 @@ def band_pixels(
     """
     values = np.asarray(data).reshape(-1)[cut.pixel_index]
     valid = valid_counts(values, saturation_counts=saturation_counts)  # the cut's own rule
-    n_nan, n_negative, n_saturated, n_valid, n_valid_zero = _band_counts(
-        values.astype(np.float64), valid
+    masked = (
+        np.zeros(values.size, dtype=bool)
+        if pixel_mask is None
+        else np.asarray(pixel_mask, dtype=bool).reshape(-1)[cut.pixel_index]
     )
-    return BandPixels(
-        n_pixels=int(values.size),
-        n_nan=n_nan,
-        n_negative=n_negative,
-        n_saturated=n_saturated,
-        n_valid=n_valid,
-        n_valid_zero=n_valid_zero,
-    )
+    counts = _band_counts(values.astype(np.float64), valid, masked)
+    return BandPixels(int(values.size), *counts)
 
 
 @numba.njit(cache=True)
 def _band_counts(
-    values: NDArray[np.float64], valid: NDArray[np.bool_]
-) -> tuple[int, int, int, int, int]:
-    """Non-finite, negative, saturated (finite, not negative, not valid), valid, valid 0."""
-    n_nan = n_negative = n_saturated = n_valid = n_valid_zero = 0
+    values: NDArray[np.float64], valid: NDArray[np.bool_], masked: NDArray[np.bool_]
+) -> tuple[int, int, int, int, int, int]:
+    """Counts of the band's pixels by what they hold, in the order of :class:`BandPixels`.
+
+    Non-finite, negative, saturated (finite, not negative, not valid), valid and not
+    masked, of those the zeros, and valid but masked.
+    """
+    n_nan = n_negative = n_saturated = n_valid = n_valid_zero = n_masked = 0
     for j in range(values.size):
         x = values[j]
         if not math.isfinite(x):
@@ -162,15 +173,21 @@ def _band_counts(
             n_negative += 1
         elif not valid[j]:  # at the saturation or the type's largest value
             n_saturated += 1
-        if valid[j]:
+        elif masked[j]:
+            n_masked += 1
+        else:
             n_valid += 1
             if x == 0.0:
                 n_valid_zero += 1
-    return n_nan, n_negative, n_saturated, n_valid, n_valid_zero
+    return n_nan, n_negative, n_saturated, n_valid, n_valid_zero, n_masked
 
 
 def frame_problem(
-    cut: CutPlan, data: NDArray[np.generic], *, saturation_counts: float | None
+    cut: CutPlan,
+    data: NDArray[np.generic],
+    *,
+    saturation_counts: float | None,
+    pixel_mask: NDArray[np.bool_] | None = None,
 ) -> str | None:
     """Why a frame's data cannot be reduced, as a flag; None when it can.
 
@@ -182,6 +199,9 @@ def frame_problem(
         The frame.
     saturation_counts : float or None
         Counts at or above which a pixel is saturated.
+    pixel_mask : ndarray of bool, shape (rows, cols), or None
+        The detector's own mask read with the frame, True = masked: a frame whose band
+        the detector masks (almost) whole is as unusable as a dead one.
 
     Returns
     -------
@@ -201,7 +221,7 @@ def frame_problem(
     >>> frame_problem(cut, np.full(det.shape, 5.0), saturation_counts=None) is None
     True
     """
-    px = band_pixels(cut, data, saturation_counts=saturation_counts)
+    px = band_pixels(cut, data, saturation_counts=saturation_counts, pixel_mask=pixel_mask)
     n = max(px.n_pixels, 1)
     if px.n_nan == px.n_pixels:
         return f"{FLAG_ALL_NAN}: every pixel of the cut band is NaN (no data in the file)"
@@ -212,12 +232,13 @@ def frame_problem(
                 "closed shutter, or data not written)"
             )
         return None
-    causes = {
-        FLAG_SATURATED: (px.n_saturated, "saturated"),
-        FLAG_ALL_NAN: (px.n_nan, "NaN"),
-        FLAG_DEAD: (px.n_negative, "negative (dead)"),
-    }
-    code, (count, words) = max(causes.items(), key=lambda item: item[1][0])
+    causes = [
+        (FLAG_SATURATED, px.n_saturated, "saturated"),
+        (FLAG_ALL_NAN, px.n_nan, "NaN"),
+        (FLAG_DEAD, px.n_negative, "negative (dead)"),
+        (FLAG_DEAD, px.n_masked, "masked by the detector's own pixel_mask"),
+    ]
+    code, count, words = max(causes, key=lambda cause: cause[1])
     return (
         f"{code}: {100 * (n - px.n_valid) / n:.0f} % of the cut band's pixels are invalid "
         f"({100 * count / n:.0f} % {words}); the frame is not fitted"

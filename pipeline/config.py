@@ -175,6 +175,11 @@ class DetectorSettings:
             raise ConfigError(msg)
 
 
+#: Accepted Scherrer constants: Langford & Wilson, J. Appl. Cryst. 11, 102 (1978) give
+#: 0.62-2.08 for the shapes, widths and directions in use; a value beyond is a typo.
+K_FACTOR_RANGE = (0.5, 2.5)
+
+
 @dataclass(frozen=True, slots=True)
 class ScherrerSettings:
     """Scherrer analysis settings: D = 2 pi K / beta (see :mod:`pipeline.scherrer`).
@@ -200,8 +205,15 @@ class ScherrerSettings:
         if self.method not in SCHERRER_METHODS:
             msg = f"[scherrer] method must be one of {SCHERRER_METHODS}, got {self.method!r}"
             raise ConfigError(msg)
-        if self.k_factor is not None and not (math.isfinite(self.k_factor) and self.k_factor > 0):
-            msg = f"[scherrer] k_factor must be > 0, got {self.k_factor!r}"
+        lo, hi = K_FACTOR_RANGE
+        if self.k_factor is not None and not (
+            math.isfinite(self.k_factor) and lo <= self.k_factor <= hi
+        ):
+            msg = (
+                f"[scherrer] k_factor must be in [{lo:g}, {hi:g}] (Scherrer constants lie "
+                f"between 0.62 and 2.08; 1 for an integral breadth, 0.8859 for a cube's "
+                f"FWHM), got {self.k_factor!r}"
+            )
             raise ConfigError(msg)
         if not (math.isfinite(self.size_spread) and 0.0 <= self.size_spread <= 0.3):
             msg = f"[scherrer] size_spread must be in [0, 0.3], got {self.size_spread!r}"

@@ -92,7 +92,7 @@ def _compile_frame_kernels() -> None:
     valid = np.ones(4, dtype=bool)
     indptr, indices = np.array([0, 4], dtype=np.intp), np.arange(4, dtype=np.intp)
     integrate._cut_kernel(values, valid, indptr, indices, values, indptr, indices, values)
-    checks._band_counts(values, valid)
+    checks._band_counts(values, valid, ~valid)
     columns = np.arange(2, dtype=np.intp)
     no_mask = np.zeros((0, 0), dtype=bool)
     incidence._band_profile_kernel(

@@ -286,7 +286,9 @@ def reduce_frame(
     if saturation is None:
         saturation = detector_saturation_counts(plan.geometry.detector.detector)
     cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
-    problem = frame_problem(plan.cut, data, saturation_counts=saturation)
+    problem = frame_problem(
+        plan.cut, data, saturation_counts=saturation, pixel_mask=frame.pixel_mask
+    )
     meta = frame.meta
     incidence = (
         None
@@ -376,7 +378,9 @@ def _with_scherrer(
         width = math.nan
     domain = scherrer_size_nm(width, k_factor=k)
     domain_err = scherrer_size_err_nm(width, width_err, k_factor=k)
-    if peak.ok and line_ok and not math.isfinite(widths.fwhm_corr):
+    if peak.ok and line_ok and not math.isfinite(width):
+        flags.append(_unresolved_flag(settings.method, peak, inst_eta))
+    elif peak.ok and line_ok and not math.isfinite(widths.fwhm_corr):
         flags.append("fwhm200 not above the instrumental width")
     return FrameResult(
         **common,  # type: ignore[arg-type]
@@ -395,6 +399,23 @@ def _with_scherrer(
         k_factor=k,
         flags=(*flags, *checks),
     )
+
+
+def _unresolved_flag(method: str, peak: PeakFit, inst_eta: float) -> str:
+    """Why the {200} line gave no size: its width is not above the instrument's."""
+    if method == "fwhm":
+        return "fwhm200 not above the instrumental width: no domain size"
+    words = (
+        f"{method}: the sample breadth is not above the instrument's (no domain size)"
+        if method == "cube_profile"
+        else "breadth200 not above the instrumental breadth by the Voigt rule: no domain size"
+    )
+    if method == "integral_breadth" and peak.peak_shape == "lorentzian" and inst_eta < 1.0:
+        words += (
+            '; a peak_shape = "lorentzian" fit has no Gaussian part to remove the '
+            'instrument\'s from: use peak_shape = "pseudo_voigt" or method = "cube_profile"'
+        )
+    return words
 
 
 @dataclass(frozen=True, slots=True)

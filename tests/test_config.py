@@ -54,7 +54,7 @@ def test_good_config_resolves_paths_and_kind_defaults(tmp_path):
             ("incidence_angle_deg = 0.3\n[giwaxs]", "incidense_angle_deg = 0.3\n[giwaxs]"),
             "unknown key 'incidense_angle_deg' in [gisaxs]",
         ),
-        (("k_factor = 0.94", "k_factor = -1"), "[scherrer] k_factor must be > 0"),
+        (("k_factor = 0.94", "k_factor = -1"), "[scherrer] k_factor must be in [0.5, 2.5]"),
         (
             ("resolution", "q1_window_per_nm = [0.4, 1.4]\nresolution"),
             "unknown key 'q1_window_per_nm' in [giwaxs]",

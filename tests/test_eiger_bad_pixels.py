@@ -166,3 +166,31 @@ def test_no_phantom_lattice_on_frames_of_the_form_factor_alone(form_factor_only,
     frame[gaps] = 65535
     rod = reduce_frame(Frame(frame, FrameMeta(Path("no lattice"), 0)), plan).rod
     assert rod.symmetry == "none", rod.message
+
+
+def test_frames_the_pixel_mask_makes_unusable_are_bad_frames(giwaxs, tmp_path):
+    # a Dectris file whose pixel_mask covers the whole band, and an all-zero frame whose
+    # only non-zero pixels are masked ones: bad frames (exit 1), never "no {200} peak"
+    geometry, plan, expected, _ = giwaxs
+    gaps = synth.gap_mask(geometry.detector)
+    rng = np.random.default_rng(6)
+    counts = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
+    counts[gaps] = 65535
+    everything = np.ones(counts.shape, dtype=np.uint32)
+    dectris_file(tmp_path / "masked_data_000001.h5", counts, everything)
+    shape = geometry.detector.shape
+    masked = reduce_frame(read_frame(tmp_path / "masked_data_000001.h5", shape=shape), plan)
+    assert any(
+        f.startswith("frame_dead:") and "masked by the detector's own pixel_mask" in f
+        for f in masked.flags
+    ), masked.flags
+    assert not masked.input_ok
+    zeros = np.where(gaps, 65535, 0).astype(np.uint16)
+    hot = rng.choice(plan.cut.pixel_index, 50, replace=False)
+    zeros.flat[hot] = 7
+    pixel_mask = gaps.astype(np.uint32)
+    pixel_mask.flat[hot] |= 16
+    dectris_file(tmp_path / "zero_data_000001.h5", zeros, pixel_mask)
+    zero = reduce_frame(read_frame(tmp_path / "zero_data_000001.h5", shape=shape), plan)
+    assert any(f.startswith("frame_all_zero:") for f in zero.flags), zero.flags
+    assert not zero.input_ok

@@ -272,3 +272,9 @@ def test_the_frame_check_counts_valid_pixels_as_the_cut_does(cut_plan, dtype, sp
     px = band_pixels(cut_plan, data, saturation_counts=None)
     assert px.n_valid == int(integrate_cut(cut_plan, data).n_pixels.sum())
     assert px.n_nan + px.n_negative + px.n_saturated + px.n_valid == px.n_pixels
+    # and on the detector's own pixel mask
+    pixel_mask = rng.random(cut_plan.frame_shape) < 0.2
+    masked = band_pixels(cut_plan, data, saturation_counts=None, pixel_mask=pixel_mask)
+    cut = integrate_cut(cut_plan, data, dynamic_mask=pixel_mask)
+    assert masked.n_valid == int(cut.n_pixels.sum()) < px.n_valid
+    assert masked.n_valid + masked.n_masked == px.n_valid

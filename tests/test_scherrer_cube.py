@@ -245,7 +245,8 @@ def test_default_method_and_k_per_method(tmp_path):
     for table, message in [
         ({"method": "voigt"}, "method must be one of"),
         ({"size_spread": 0.5}, "size_spread must be in"),
-        ({"k_factor": 0}, "k_factor must be > 0"),
+        ({"k_factor": 0}, r"k_factor must be in \[0.5, 2.5\]"),
+        ({"k_factor": 100}, r"k_factor must be in \[0.5, 2.5\]"),
     ]:
         with pytest.raises(ConfigError, match=message) as err:
             config_from_dict(base | {"scherrer": table}, base_dir=tmp_path, source="r.toml")
@@ -306,3 +307,37 @@ def test_a_cube_line_at_its_edge_bound_reports_no_size(fwhm):
     assert result.flags == ("cube_line_fit: the cube edge ran to a bound of 0.5-200 nm",)
     for value in (result.domain_nm, result.fwhm_per_nm, result.breadth_corr_per_nm):
         assert math.isnan(value)
+
+
+def test_a_breadth_method_without_a_size_says_why():
+    # a Lorentzian {200} fit has no Gaussian part to remove the (Gaussian) instrument's
+    # from by the Voigt rule: no domain size, and a flag that says so and what to use
+    # (it came out as an empty size with no flag and exit 0)
+    from dataclasses import replace
+
+    demo = Path(__file__).resolve().parents[1] / "sample_data/demo/demo.toml"
+    config = load_config(demo)
+    settings = next(d for d in config.detectors if d.kind == "giwaxs")
+    plan = load_plan(replace(settings, peak_shape="lorentzian"), config)
+    plan = replace(plan, scherrer=ScherrerSettings(method="integral_breadth"))
+    q = plan.q_par_per_nm
+    rng = np.random.default_rng(4)
+    y = rng.poisson(
+        200 + 5000 * cube_line_profile(q - 20.52, edge_nm=8.0, instrument_fwhm_per_nm=0.25)
+    )
+    y = y.astype(float)
+    peak = fit_peak200(q, y, np.sqrt(y), settings=plan.peak_settings)
+    assert peak.ok
+    assert peak.peak_shape == "lorentzian"
+    common = {"kind": "giwaxs", "path": "f.cbf", "frame_index": 0, "epoch_s": None,
+              "exposure_s": None, "period_s": None, "position": None, "intensity": y,
+              "sigma": np.sqrt(y), "dataset": ""}  # fmt: skip
+    result = _with_scherrer(common, peak, plan)
+    assert math.isnan(result.domain_nm)
+    (flag,) = result.flags
+    assert flag.startswith("breadth200 not above the instrumental breadth")
+    assert 'use peak_shape = "pseudo_voigt" or method = "cube_profile"' in flag
+    # the same line fitted as a pseudo-Voigt gives a size
+    voigt_plan = replace(plan, peak_settings=replace(plan.peak_settings, peak_shape="pseudo_voigt"))
+    voigt = fit_peak200(q, y, np.sqrt(y), settings=voigt_plan.peak_settings)
+    assert math.isfinite(_with_scherrer(common, voigt, voigt_plan).domain_nm)

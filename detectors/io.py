@@ -622,9 +622,21 @@ def _read_fabio(path: Path, index: int) -> Frame:
             f"({_brief(err)})"
         )
         raise FrameReadError(msg) from None
-    if data is None or data.ndim != 2 or data.size == 0:
-        found = None if data is None else data.shape
-        msg = f"{path}: holds no 2-D frame (found data of shape {found}); not a detector frame?"
+    if data is None:
+        msg = (
+            f"{path}: no pixel data in frame {index}: truncated or corrupt; "
+            "copy the file again from the detector"
+        )
+        raise FrameReadError(msg)
+    if data.ndim != 2 or data.size == 0:
+        msg = f"{path}: holds no 2-D frame (found data of shape {data.shape}); not a detector frame?"
+        raise FrameReadError(msg)
+    # fabio zero-fills the missing end of a file cut short (EDF) and says so here
+    if getattr(image, "incomplete_data", False):
+        msg = (
+            f"{path}: truncated file: frame {index} is incomplete (fabio filled the missing "
+            "pixels with zeros); copy the file again from the detector"
+        )
         raise FrameReadError(msg)
     header = {str(k): v for k, v in image.header.items()}
     expected = header.get("X-Binary-Number-of-Elements")

@@ -441,6 +441,23 @@ def test_cbf_missing_its_last_bytes_is_refused(tmp_path):
         assert "truncated CBF" in read_error(path)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "keep"), [(np.float32, 0.87), (np.uint16, 0.52), (np.int32, 0.3)]
+)
+def test_edf_cut_short_is_a_read_error_not_zeros(tmp_path, dtype, keep):
+    # fabio fills the missing end of an EDF with zeros: that frame reduced to a plausible
+    # answer (q1 0.83, exit 0), or to "frame_all_zero" (never read again)
+    path = tmp_path / "frame_0001.edf"
+    data = np.random.default_rng(0).poisson(50.0, (195, 487)).astype(dtype)
+    EdfImage(data=data).write(str(path))
+    np.testing.assert_array_equal(read_frame(path).data, data)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    message = read_error(path)
+    assert message.startswith(f"{path}: truncated file: frame 0 is incomplete")
+    assert "copy the file again" in message
+
+
 def test_cbf_cut_before_its_data_is_refused_without_hanging(tmp_path):
     # fabio loops forever on this file: read it in a child process with a time limit.
     path = tmp_path / "f0001.cbf"

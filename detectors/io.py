@@ -629,7 +629,9 @@ def _read_fabio(path: Path, index: int) -> Frame:
         )
         raise FrameReadError(msg)
     if data.ndim != 2 or data.size == 0:
-        msg = f"{path}: holds no 2-D frame (found data of shape {data.shape}); not a detector frame?"
+        msg = (
+            f"{path}: holds no 2-D frame (found data of shape {data.shape}); not a detector frame?"
+        )
         raise FrameReadError(msg)
     # fabio zero-fills the missing end of a file cut short (EDF) and says so here
     if getattr(image, "incomplete_data", False):

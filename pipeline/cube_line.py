@@ -321,7 +321,7 @@ def fit_cube_line(
         family.u_step,
         family.rows,
     )
-    status, center, edge, cost, jac = _cube_lm_kernel(
+    status, center, edge, cost = _cube_lm_kernel(
         line_model,
         center_per_nm,
         min(max(edge0, lo_edge * 1.2), hi_edge / 1.2),
@@ -342,18 +342,21 @@ def fit_cube_line(
         )
     dof = max(q.size - n_linear - 2, 1)
     redchi = float(cost / dof)
-    # covariance of (centre, edge): the inverse of the 2 x 2 J^T J, scaled
-    (h_cc, h_ce), (_, h_ee) = jac.T @ jac
+    # covariance of (centre, edge): the inverse of the 2 x 2 J^T J, scaled, with J by
+    # central differences over half a cell of the table (linear between its edges: a
+    # step of 1e-4 that straddled a node gave 100 times the slope, and an 80 nm edge
+    # came out +- 0.2 nm while 8 nm off)
+    h_cc, h_ce, h_ee = _cube_normal_matrix(line_model, center, edge, _EDGE_STEP * edge)
     det = h_cc * h_ee - h_ce * h_ce
     edge_var = h_cc / det * max(redchi, 1.0) if det > 0 else math.nan
     edge_err = math.sqrt(edge_var) if edge_var >= 0 else math.nan
-    step = 1e-3 * edge
+    step = _EDGE_STEP * edge
     observed = family.widths(edge)
-    observed_hi = family.widths(edge + step)
+    observed_lo, observed_hi = family.widths(edge - step), family.widths(edge + step)
     sample = bare.widths(edge)
 
-    def err(value: float, shifted: float) -> float:
-        return abs(shifted - value) / step * edge_err
+    def err(index: int) -> float:
+        return abs(observed_hi[index] - observed_lo[index]) / (2.0 * step) * edge_err
 
     at_bound = edge <= lo_edge * 1.001 or edge >= hi_edge * 0.999
     return CubeLineFit(
@@ -361,9 +364,9 @@ def fit_cube_line(
         edge_err_nm=edge_err,
         center_per_nm=center,
         fwhm_per_nm=observed[0],
-        fwhm_err_per_nm=err(observed[0], observed_hi[0]),
+        fwhm_err_per_nm=err(0),
         breadth_per_nm=observed[1],
-        breadth_err_per_nm=err(observed[1], observed_hi[1]),
+        breadth_err_per_nm=err(1),
         sample_fwhm_per_nm=sample[0],
         # without the instrument the line scales as 1 / edge (fixed relative spread)
         sample_fwhm_err_per_nm=sample[0] * edge_err / edge,
@@ -381,6 +384,8 @@ _EDGE_BOUNDS_NM = (0.5, 200.0)
 _FAMILY_EDGES = 261
 #: Most Levenberg-Marquardt iterations of the cube-line fit.
 _MAX_ITERATIONS = 60
+#: Relative edge step of the derivatives behind the errors: half a cell of the table.
+_EDGE_STEP = 0.01
 #: What the cube-line residual needs: q (nm^-1), 1 / sigma, the weighted fixed columns
 #: (n, p), the inverse of their Gram matrix, the fixed fit's residual, and the line
 #: family's log edges, u step and rows (:class:`_LineFamily`).
@@ -559,6 +564,36 @@ def _cube_residual(line_model: _LineModel, center: float, edge_nm: float, out: F
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
+def _cube_normal_matrix(
+    line_model: _LineModel, center: float, edge: float, edge_step: float
+) -> tuple[float, float, float]:
+    """J^T J of the residual by (centre, edge), J by central differences: (cc, ce, ee)."""
+    n = line_model[0].size
+    plus = np.empty(n)
+    minus = np.empty(n)
+    h_c = 1e-5 * max(abs(center), 1.0)
+    nan = math.nan
+    if not (
+        _cube_residual(line_model, center + h_c, edge, plus)
+        and _cube_residual(line_model, center - h_c, edge, minus)
+    ):
+        return nan, nan, nan
+    d_center = (plus - minus) / (2.0 * h_c)
+    if not (
+        _cube_residual(line_model, center, edge + edge_step, plus)
+        and _cube_residual(line_model, center, edge - edge_step, minus)
+    ):
+        return nan, nan, nan
+    d_edge = (plus - minus) / (2.0 * edge_step)
+    cc = ce = ee = 0.0
+    for i in range(n):
+        cc += d_center[i] * d_center[i]
+        ce += d_center[i] * d_edge[i]
+        ee += d_edge[i] * d_edge[i]
+    return cc, ce, ee
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _fixed_block(fixed: FloatArray, weighted_y: FloatArray) -> tuple[FloatArray, FloatArray, bool]:
     """(F^T F)^-1 and the residual F c - y of the least-squares fit of y by F alone.
 
@@ -599,18 +634,18 @@ def _cube_lm_kernel(
     edge_lo: float,
     edge_hi: float,
     max_iterations: int,
-) -> tuple[int, float, float, float, FloatArray]:
+) -> tuple[int, float, float, float]:
     """Bounded Levenberg-Marquardt on (centre, edge) with forward-difference derivatives.
 
     Returns the outcome (:data:`_CONVERGED`, :data:`_NOT_CONVERGED` or :data:`_SINGULAR`),
-    centre, edge, chi-square and the Jacobian (n, 2) at the last derivative step.
+    centre, edge and chi-square.
     """
     n = line_model[0].size
     center, edge = center0, edge0
     r = np.empty(n)
     jac = np.zeros((n, 2))
     if not _cube_residual(line_model, center, edge, r):
-        return _SINGULAR, center, edge, math.nan, jac
+        return _SINGULAR, center, edge, math.nan
     cost = 0.0
     for i in range(n):
         cost += r[i] * r[i]
@@ -621,11 +656,11 @@ def _cube_lm_kernel(
         h_c = 1e-5 * max(abs(center), 1.0)
         h_e = 1e-4 * edge
         if not _cube_residual(line_model, center + h_c, edge, shifted):
-            return _SINGULAR, center, edge, cost, jac
+            return _SINGULAR, center, edge, cost
         for i in range(n):
             jac[i, 0] = (shifted[i] - r[i]) / h_c
         if not _cube_residual(line_model, center, edge + h_e, shifted):
-            return _SINGULAR, center, edge, cost, jac
+            return _SINGULAR, center, edge, cost
         for i in range(n):
             jac[i, 1] = (shifted[i] - r[i]) / h_e
         g0 = g1 = h00 = h01 = h11 = 0.0
@@ -640,13 +675,13 @@ def _cube_lm_kernel(
             a11 = h11 * (1.0 + damping)
             det = a00 * a11 - h01 * h01
             if not (det != 0.0 and math.isfinite(det)):
-                return _SINGULAR, center, edge, cost, jac
+                return _SINGULAR, center, edge, cost
             new_center = center + (-g0 * a11 + g1 * h01) / det
             new_edge = edge + (-g1 * a00 + g0 * h01) / det
             new_center = min(max(new_center, center_lo), center_hi)
             new_edge = min(max(new_edge, edge_lo), edge_hi)
             if not _cube_residual(line_model, new_center, new_edge, trial):
-                return _SINGULAR, center, edge, cost, jac
+                return _SINGULAR, center, edge, cost
             new_cost = 0.0
             for i in range(n):
                 new_cost += trial[i] * trial[i]
@@ -659,11 +694,11 @@ def _cube_lm_kernel(
                 break
             damping *= 10.0
             if damping > 1e10:  # no step lowers chi-square: at the minimum
-                return _CONVERGED, center, edge, cost, jac
+                return _CONVERGED, center, edge, cost
         # converged well inside the statistical errors (edge ~0.3 %, centre ~1e-4 relative)
         if moved_e <= 1e-4 * edge and moved_c <= 1e-5 * max(abs(center), 1.0):
-            return _CONVERGED, center, edge, cost, jac
-    return _NOT_CONVERGED, center, edge, cost, jac
+            return _CONVERGED, center, edge, cost
+    return _NOT_CONVERGED, center, edge, cost
 
 
 def _failed_cube_fit(message: str) -> CubeLineFit:

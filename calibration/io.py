@@ -6,6 +6,7 @@ The only module of :mod:`calibration` that opens files. Every error names the fi
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,10 @@ def load_poni(path: str | Path, *, detector: str | None = None) -> DetectorGeome
         raise GeometryError(msg)
     override = None if detector is None else canonical_detector_name(detector)
     try:
-        poni = _read_poni(path, override)
+        poni = _read_poni_any_spelling(path, override)
+    except GeometryError as err:  # a Detector line that names no detector pyFAI knows
+        msg = f"{path}: {err}; or name the detector with --detector / detector ="
+        raise GeometryError(msg) from None
     except KeyError as err:
         key = _poni_key(str(err.args[0]))
         msg = f"{path}: PONI file lacks the key {key}"
@@ -149,6 +153,40 @@ _ADD_DETECTOR = (
 )
 
 
+def _read_poni_any_spelling(path: Path, detector: str | None) -> PoniFile:
+    """:func:`_read_poni`, with the file's detector name taken in any spelling.
+
+    pyFAI knows "Pilatus300kw" but not "pilatus 300k-w", and logs its whole list of
+    detectors (some 5 kB) before it raises: its log is held back, and a name it does not
+    know is looked up as :func:`canonical_detector_name` does (which raises
+    GeometryError with the close matches when that fails too).
+    """
+    logger = logging.getLogger("pyFAI.detectors._common")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        try:
+            return _read_poni(path, detector)
+        except RuntimeError:
+            named = _poni_entries(path.read_text(encoding="utf-8")).get("detector")
+            if detector is not None or not named:
+                raise
+            return _read_poni(path, canonical_detector_name(named))
+    finally:
+        logger.setLevel(level)
+
+
+def _poni_entries(text: str) -> dict[str, Any]:
+    """The "key: value" lines of a PONI file, keys lower-case, as pyFAI splits them."""
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
+        if ":" not in line or line.startswith("#"):
+            continue
+        key, value = line.split(":", 1)
+        data[key.strip().lower()] = value.strip()
+    return data
+
+
 def _read_poni(path: Path, detector: str | None) -> PoniFile:
     """Parse a PONI file with pyFAI, with the model `detector` in place of the file's.
 
@@ -159,13 +197,7 @@ def _read_poni(path: Path, detector: str | None) -> PoniFile:
     same model; a relative spline file found next to the PONI file is given by its path
     (pyFAI would look for it in the working directory).
     """
-    text = path.read_text(encoding="utf-8")
-    data: dict[str, Any] = {}
-    for line in text.splitlines():
-        if ":" not in line or line.startswith("#"):
-            continue
-        key, value = line.split(":", 1)
-        data[key.strip().lower()] = value.strip()
+    data = _poni_entries(path.read_text(encoding="utf-8"))
     config: dict[str, Any] = {}
     if "detector_config" in data:
         try:

@@ -95,7 +95,7 @@ def test_poni_version_1_without_detector_name_or_pixel_size_is_refused(tmp_path:
         (None, "no such PONI file"),
         (b"\xff\xfe\x00 not text", "cannot read the PONI file"),
         (PONI_V2.replace("0.25", "abc").encode(), "cannot read the PONI file"),
-        (PONI_V2.replace("Pilatus300k", "NoSuchDetector").encode(), "cannot read the PONI"),
+        (PONI_V2.replace("Pilatus300k", "NoSuchDetector").encode(), "knows no detector called"),
     ],
 )
 def test_unreadable_poni_names_the_file(tmp_path: Path, content: bytes | None, match: str) -> None:

@@ -248,7 +248,7 @@ def test_version_2_without_detector_line_needs_the_override(tmp_path):
 def test_override_wins_over_every_kind_of_detector(tmp_path):
     unknown = tmp_path / "unknown.poni"
     unknown.write_text("poni_version: 2\nDetector: NoSuchDetector\n" + _geometry_lines())
-    with pytest.raises(GeometryError, match="cannot read the PONI file"):
+    with pytest.raises(GeometryError, match="pyFAI knows no detector called 'NoSuchDetector'"):
         load_poni(unknown)
     for path in [
         unknown,
@@ -278,6 +278,33 @@ def test_override_keeps_the_orientation_and_a_same_model_config(tmp_path):
 def test_unknown_override_lists_close_names(tmp_path):
     with pytest.raises(GeometryError, match="Pilatus300kw"):
         load_poni(DATA / "generic_detector.poni", detector="Pilatus300kx")
+
+
+@pytest.mark.parametrize("spelling", ["pilatus 300k-w", "PILATUS_300KW", "Pilatus300K-W"])
+def test_a_detector_line_in_another_spelling_is_read(tmp_path, spelling, capfd):
+    # pyFAI knows "Pilatus300kw" only: it logged its whole list of detectors (5 kB) and
+    # the file was refused; the name is taken in any spelling, the file's config kept
+    path = _pyfai_poni(tmp_path, "Pilatus300kw", {"orientation": 3})
+    text = path.read_text()
+    path.write_text(text.replace("Detector: Pilatus300kw", f"Detector: {spelling}"))
+    assert f"Detector: {spelling}" in path.read_text()
+    geometry = load_poni(path)
+    (tmp_path / "ref").mkdir()
+    reference = load_poni(_pyfai_poni(tmp_path / "ref", "Pilatus300kw", {"orientation": 3}))
+    assert (geometry.detector, geometry.shape, geometry.orientation) == (
+        reference.detector,
+        reference.shape,
+        reference.orientation,
+    )
+    assert geometry.distance_m == reference.distance_m
+    path.write_text(text.replace("Detector: Pilatus300kw", "Detector: pilatus 301k-x"))
+    with pytest.raises(GeometryError) as err:
+        load_poni(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: pyFAI knows no detector called 'pilatus 301k-x'")
+    assert "did you mean Pilatus300k, Pilatus300kw" in message
+    assert "--detector / detector =" in message
+    assert "eiger2_cdte" not in capfd.readouterr().err  # no list of every detector
 
 
 def _smooth_spline(path: Path) -> Path:

@@ -501,3 +501,22 @@ def test_study_timeline_of_the_sample_data_generator():
                 assert fit.q1_per_nm == pytest.approx(state.q1_per_nm, rel=2e-3)
             if state.symmetry == "pseudo-hexagonal":
                 assert fit.gamma_deg == pytest.approx(state.gamma_deg, abs=1.0)
+
+
+def test_compiled_cholesky_inverse_is_numpys_inverse():
+    # the covariance and the cube line's background block invert by this compiled
+    # Cholesky; numpy's general inverse is its oracle, and a singular matrix fails
+    from pipeline.varpro import cholesky_inverse
+
+    rng = np.random.default_rng(12)
+    for size in (1, 2, 4, 7):
+        a = rng.normal(size=(size + 3, size))
+        matrix = a.T @ a
+        inverse, ok = cholesky_inverse(matrix, 1e-12)
+        assert ok
+        np.testing.assert_allclose(inverse, np.linalg.inv(matrix), rtol=1e-9, atol=1e-12)
+    twin = rng.normal(size=(6, 1))
+    singular = np.hstack([twin, twin]).T @ np.hstack([twin, twin])
+    inverse, ok = cholesky_inverse(singular, 1e-12)
+    assert not ok
+    assert np.all(inverse == 0)

@@ -225,12 +225,13 @@ def frame_problem(
     n = max(px.n_pixels, 1)
     if px.n_nan == px.n_pixels:
         return f"{FLAG_ALL_NAN}: every pixel of the cut band is NaN (no data in the file)"
+    # no counts at all is the cause, whatever share of the band is masked or dead besides
+    if px.n_valid > 0 and px.n_valid_zero == px.n_valid:
+        return (
+            f"{FLAG_ALL_ZERO}: every pixel of the cut band holds 0 counts (no beam, a "
+            "closed shutter, or data not written)"
+        )
     if px.n_valid >= MIN_VALID_FRACTION * n:
-        if px.n_valid_zero == px.n_valid:
-            return (
-                f"{FLAG_ALL_ZERO}: every pixel of the cut band holds 0 counts (no beam, a "
-                "closed shutter, or data not written)"
-            )
         return None
     causes = [
         (FLAG_SATURATED, px.n_saturated, "saturated"),

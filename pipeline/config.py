@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from calibration.geometry import incidence_angle_problem
-from detectors.errors import ConfigError
+from detectors.errors import ConfigError, GeometryError
+from detectors.pilatus import canonical_detector_name
 
 SCHEMA_VERSION = 1
 
@@ -139,6 +140,12 @@ class DetectorSettings:
         if problem is not None:
             msg = f"{where} incidence_angle_deg = {self.incidence_angle_deg!r}: {problem}"
             raise ConfigError(msg)
+        if self.detector is not None:
+            try:
+                canonical_detector_name(self.detector)
+            except GeometryError as err:
+                msg = f"{where} detector = {self.detector!r}: {err}"
+                raise ConfigError(msg) from None
         if self.sample_orientation != "auto" and self.sample_orientation not in (1, 2, 3, 4):
             msg = (
                 f"{where} sample_orientation must be 'auto' or 1, 2, 3, 4, "

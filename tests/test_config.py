@@ -68,6 +68,10 @@ def test_good_config_resolves_paths_and_kind_defaults(tmp_path):
             ("[giwaxs]", "max_nfev = 99999999999999999999\n[giwaxs]"),
             "max_nfev must be an integer in [5, 100000]",
         ),
+        (
+            ("[giwaxs]", 'detector = "pilatus 301k-x"\n[giwaxs]'),
+            "[gisaxs] detector = 'pilatus 301k-x': pyFAI knows no detector called",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, edit, expected):

@@ -364,4 +364,6 @@ def test_large_domains_where_the_instrument_dominates_keep_honest_errors():
         result = reduce_frame(Frame(counts, FrameMeta(Path("x"), 0)), plan)
         assert result.domain_err_nm > 0.03 * result.domain_nm, (seed, result.domain_err_nm)
         pulls.append((result.domain_nm - state.domain_nm) / result.domain_err_nm)
+        # and the row says the size is near the resolution limit, biased low
+        assert any(f.startswith("domain_near_resolution:") for f in result.flags), result.flags
     assert max(abs(p) for p in pulls) < 3, pulls

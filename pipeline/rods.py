@@ -471,13 +471,7 @@ _SCORE_RATIOS: dict[str, FloatArray] = {
     "square": np.sort(np.asarray(SQUARE_RATIOS, dtype=np.float64)),
 }
 _RHOMBIC_GRID_RATIOS = np.sort(
-    np.sqrt(
-        np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[None, :, 0]
-        - 2.0
-        * np.asarray(RHOMBIC_FAMILIES, dtype=np.float64)[None, :, 1]
-        * np.cos(np.radians(_GAMMA_GRID_DEG))[:, None]
-    ),
-    axis=1,
+    np.stack([rhombic_ratios(float(gamma)) for gamma in _GAMMA_GRID_DEG]), axis=1
 )
 
 

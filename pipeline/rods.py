@@ -590,6 +590,23 @@ def _cold_candidates(
     return starts, message
 
 
+#: Rhombic starts closer in gamma than this (and in q1 than half their width) are one
+#: start: 2 deg move the second rod family by about half a rod's width.
+_SAME_START_GAMMA_DEG = 2.0
+
+
+def _same_start(candidate: _RodCandidate, known: _RodCandidate) -> bool:
+    """Whether `candidate` starts where `known` does: its first rod within half its width.
+
+    Rhombic starts must also agree in gamma within :data:`_SAME_START_GAMMA_DEG`.
+    """
+    if abs(candidate.q1_per_nm - known.q1_per_nm) > 0.5 * candidate.width_per_nm:
+        return False
+    if candidate.model != "rhombic":
+        return True
+    return abs(candidate.gamma_deg - known.gamma_deg) <= _SAME_START_GAMMA_DEG
+
+
 def _warm_candidates(
     profile: Profile, start: RodFit, settings: RodFitSettings
 ) -> dict[RodModelName, list[_RodCandidate]]:
@@ -841,8 +858,9 @@ def fit_rods(
     lattice by the exact criterion are refined, and a fit counts only if its first rod
     reaches `settings.min_rod_snr` standard errors and `settings.min_first_rod_fraction`
     of the strongest rod, and its width stays below `settings.max_width_per_nm`. A warm
-    start adds the previous frame's lattice to the starts and never replaces the search,
-    so a frame gets the same answer however it arrives. The named lattice is then refitted
+    start adds the previous frame's lattice to the starts (where the search has no start
+    there already) and never replaces the search, so a frame gets the same answer however
+    it arrives. The named lattice is then refitted
     with Gaussian and Lorentzian rods, added and multiplied; the lowest criterion is
     reported (`RodFit.rod_model`), and the q1 spread of the variants within
     `settings.delta_ic_shape` enters the error where it exceeds the statistical one.
@@ -948,9 +966,13 @@ def _fit_rods(profile: Profile, settings: RodFitSettings, start: RodFit | None) 
     )
     if warm and start is not None:
         # the previous frame's lattice joins the starts of the search; it never replaces
-        # the search, so that a frame gets the same answer however it arrives
+        # the search, so that a frame gets the same answer however it arrives. A warm
+        # start that repeats a start of the search is left out: it would refine to the
+        # same fit again (most frames of a run), and the run would cost more than the
+        # frames alone
         for name, options in _warm_candidates(profile, start, settings).items():
-            candidates.setdefault(name, []).extend(options)
+            known = candidates.setdefault(name, [])
+            known.extend(c for c in options if not any(_same_start(c, k) for k in known))
     context = _Context(profile, settings, background, bg_stats, warm=warm, envelope=envelope)
     return _decide(context, candidates)
 

@@ -150,19 +150,38 @@ def _demo_cuts():
 
 
 def test_every_demo_frame_cold_equals_warm_and_the_truth():
-    """Cold (first of a chunk, inspect) and warm (in a run) give one answer, the truth's."""
+    """Cold (first of a chunk, inspect) and warm (in a run) give one answer, the truth's.
+
+    A warm start that repeats one of the search's own starts is left out, so on most
+    frames of a run the warm fit is the cold one bit for bit (14 of the 34 frames were,
+    when the previous frame's lattice was refined once more as a start of its own).
+    """
     previous = None
+    identical = 0
     for cut, truth, settings in _demo_cuts():
         args = (cut.q_par_per_nm, cut.intensity, cut.sigma)
         cold = fit_rods(*args, settings=settings)
         warm = fit_rods(*args, settings=settings, start=previous)
         previous = warm
+        identical += _same_fit(cold, warm)
         assert cold.ok, (truth["file"], cold.message)
         assert warm.symmetry == cold.symmetry == truth["symmetry"], truth["file"]
         if truth["q1_nm-1"] is None:
             continue
         assert cold.q1_per_nm == pytest.approx(truth["q1_nm-1"], rel=5e-3)
         assert abs(warm.q1_per_nm - cold.q1_per_nm) <= 0.1 * cold.q1_err_per_nm, truth["file"]
+    assert identical >= 26
+
+
+def _same_fit(a, b):
+    """Every field equal (NaN equal to NaN), except whether a warm start was given."""
+    fields = (f.name for f in dataclasses.fields(a) if f.name != "warm_started")
+    return all(
+        np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True)
+        if isinstance(getattr(a, name), (float, np.ndarray))
+        else getattr(a, name) == getattr(b, name)
+        for name in fields
+    )
 
 
 def test_rod_lmfit_model_refits_to_the_engine_answer():

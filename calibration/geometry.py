@@ -438,8 +438,10 @@ class GIGeometry:
         """Build a geometry, resolving ``sample_orientation="auto"``.
 
         ``"auto"`` picks the pyFAI sample orientation for the usual set-up: horizontal
-        sample surface, q_perp increasing towards row 0 of the frame as stored and
-        q_par increasing with the column index.
+        sample surface, q_perp increasing towards row 0 and q_par increasing with the
+        column index of the frame as pyFAI's default detector orientation (3) stores it; a
+        frame stored flipped, with the PONI's detector orientation saying so, gets the
+        same sample orientation as the unflipped frame.
 
         The incidence angle must be a grazing angle (see :func:`incidence_angle_problem`)
         and below the top of the detector: with the sample horizon above every pixel, no
@@ -458,7 +460,7 @@ class GIGeometry:
         for orientation in SAMPLE_ORIENTATIONS:
             candidate = cls(detector, incidence_angle_deg, tilt_angle_deg, orientation)
             maps = candidate.q_maps()
-            if _is_usual_picture(maps):
+            if _is_usual_picture(maps, detector.orientation):
                 _check_reach(candidate, maps)
                 return candidate
         msg = (
@@ -591,8 +593,21 @@ def _check_reach(geometry: GIGeometry, maps: QMaps) -> None:
     raise GeometryError(msg)
 
 
-def _is_usual_picture(maps: QMaps) -> bool:
-    """True when q_perp grows towards row 0 and q_par grows with the column index."""
+def _is_usual_picture(maps: QMaps, detector_orientation: int) -> bool:
+    """True when q_perp grows upwards and q_par to the right in pyFAI's default orientation.
+
+    That is q_perp towards row 0 and q_par with the column index of the frame as pyFAI's
+    detector orientation 3 stores it. A frame stored in another orientation (the PONI's
+    ``Detector_config`` says which) is that picture flipped: up-down in orientations 1
+    and 2, left-right in 1 and 4 (pyFAI's orientation is the corner where pixel (0, 0)
+    lies, seen from the sample: 1 top left, 2 top right, 3 bottom right, 4 bottom left).
+    """
+    rows_flipped = detector_orientation in (1, 2)
+    columns_flipped = detector_orientation in (1, 4)
     d_perp_d_row = np.nanmedian(np.diff(maps.q_perp_per_nm, axis=0))
     d_par_d_col = np.nanmedian(np.diff(maps.q_par_per_nm, axis=1))
+    if rows_flipped:
+        d_perp_d_row = -d_perp_d_row
+    if columns_flipped:
+        d_par_d_col = -d_par_d_col
     return bool(d_perp_d_row < 0 and d_par_d_col > 0)

@@ -25,6 +25,9 @@ from pipeline.inspect import inspect_frame
 from sample_data.synth import GisaxsState, gisaxs_frame
 
 DATA = Path(__file__).parent / "data" / "poni"
+DEMO_SQUARE_FRAME = (
+    Path(__file__).parents[1] / "sample_data" / "demo" / "gisaxs" / "gisaxs_00033.cbf"
+)
 WAVELENGTH_M = 1.2398e-10
 GISAXS_PONI = {"dist": 0.578, "poni1": 0.029, "poni2": 0.1268, "wavelength": WAVELENGTH_M}
 # pixels whose positions and angles are compared with pyFAI's (row, col), corners included
@@ -138,6 +141,32 @@ def test_tilted_calibration_reduces_a_frame(tmp_path):
     fabio.cbfimage.CbfImage(data=frame).write(str(tmp_path / "tilted.cbf"))
     row = inspect_frame(tmp_path / "tilted.cbf", poni=poni, incidence_angle_deg=0.3)
     assert (row.symmetry, row.q1_per_nm) == ("square", pytest.approx(0.83, rel=0.01))
+
+
+#: How pyFAI's detector orientation stores the picture of its default orientation 3.
+FLIPS = {
+    1: (slice(None, None, -1), slice(None, None, -1)),
+    2: (slice(None, None, -1),),
+    4: (slice(None), slice(None, None, -1)),
+}
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 4])
+def test_frame_stored_flipped_with_the_orientation_in_its_poni_is_reduced(tmp_path, orientation):
+    # the demo's square frame as a detector stored in another orientation writes it, with
+    # pyFAI's own PONI saying so: the same lattice (orientations 1 and 2 gave "none")
+    detector = detector_factory("Pilatus300kw", {"orientation": orientation})
+    ai = AzimuthalIntegrator(detector=detector, **GISAXS_PONI)
+    reference = AzimuthalIntegrator(detector=detector_factory("Pilatus300kw"), **GISAXS_PONI)
+    flip = FLIPS[orientation]
+    assert np.allclose(ai.twoThetaArray(), reference.twoThetaArray()[flip])  # pyFAI agrees
+    poni = tmp_path / "flipped.poni"
+    ai.save(str(poni))
+    demo = fabio.open(str(DEMO_SQUARE_FRAME)).data
+    fabio.edfimage.EdfImage(data=np.ascontiguousarray(demo[flip])).write(str(tmp_path / "f.edf"))
+    row = inspect_frame(tmp_path / "f.edf", poni=poni, incidence_angle_deg=0.3)
+    assert (row.symmetry, row.q1_per_nm) == ("square", pytest.approx(0.83, rel=2e-3))
+    assert not row.flags
 
 
 def test_case_files_give_the_detector_pyfai_gives():

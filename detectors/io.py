@@ -508,6 +508,50 @@ def _check_file(path: Path) -> None:
         raise FrameReadError(msg)
 
 
+def linked_files(path: Path) -> set[Path]:
+    """The other files whose data an HDF5 file reads: external links, virtual datasets.
+
+    A Dectris master reads its frames from its ``data_NNNNNN`` files, a BLISS file from
+    its LIMA files; a run that matches both (``*.h5``) must read each frame once, through
+    the file that links them.
+
+    Parameters
+    ----------
+    path : Path
+        Any file; one that is not HDF5 or cannot be opened links nothing.
+
+    Returns
+    -------
+    set of Path
+        Resolved paths of the linked files (relative names are taken beside `path`),
+        existing or not; `path` itself is left out.
+    """
+    if not path.is_file() or not _is_hdf5(path):
+        return set()
+    names: set[str] = set()
+
+    def visit(group: h5py.Group, depth: int) -> None:
+        for key in group:
+            link = _h5_get_link(group, key)
+            if isinstance(link, h5py.ExternalLink):
+                names.add(link.filename)
+            elif isinstance(link, h5py.HardLink):
+                item = _h5_get(group, key)
+                if isinstance(item, h5py.Dataset) and item.is_virtual:
+                    names.update(source.file_name for source in item.virtual_sources())
+                elif isinstance(item, h5py.Group) and depth < _MAX_H5_DEPTH:
+                    visit(item, depth + 1)
+
+    try:
+        with h5py.File(path, "r") as fh:
+            visit(fh, 0)
+    except (OSError, ValueError):
+        return set()
+    own = path.resolve()
+    linked = {(path.parent / name).resolve() for name in names if name != "."}
+    return linked - {own}
+
+
 def _is_hdf5(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:

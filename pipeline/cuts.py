@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.geometry import ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG, GIGeometry, QMaps
-from detectors.errors import GeometryError
+from detectors.errors import ConfigError, GeometryError
 
 #: Default half-width of the Yoneda band, in nm^-1. At 10 keV and alpha_i = 0.3 deg the band
 #: 0.28-0.48 nm^-1 around alpha_f = 0.13 deg covers exit angles 0.02-0.24 deg: it stays above
@@ -81,6 +81,49 @@ def yoneda_band_per_nm(
     _check_positive(half_width_per_nm, "half_width_per_nm")
     centre = geometry.q_perp_at_exit_angle_per_nm(critical_angle_deg)
     return centre - half_width_per_nm, centre + half_width_per_nm
+
+
+def check_band_above_horizon(
+    band: tuple[float, float],
+    geometry: GIGeometry,
+    *,
+    critical_angle_deg: float,
+    where: str,
+) -> None:
+    """Refuse a rod-cut band that lies wholly below the sample horizon.
+
+    Below the horizon (exit angle 0, q_perp = k sin alpha_i) the surface hides the rods:
+    such a cut holds no rod, and its frames would come out "none" (a band meant in A^-1,
+    10x too low, does).
+
+    Parameters
+    ----------
+    band : tuple of float
+        The q_perp band (lo, hi), in nm^-1.
+    geometry : GIGeometry
+        Grazing-incidence geometry (wavelength and incidence angle).
+    critical_angle_deg : float
+        Critical angle of the subphase, in degrees (for the Yoneda band the fix proposes).
+    where : str
+        Where the band was given (table and file), for the message.
+
+    Raises
+    ------
+    ConfigError
+        If ``band[1]`` is at or below the horizon; the message names the key, the
+        horizon and the Yoneda band.
+    """
+    horizon = geometry.q_perp_at_exit_angle_per_nm(0.0)
+    if band[1] > horizon:
+        return
+    yoneda = yoneda_band_per_nm(geometry, critical_angle_deg=critical_angle_deg)
+    msg = (
+        f"{where} q_perp_band_per_nm = [{band[0]:g}, {band[1]:g}] nm^-1 lies below the "
+        f"sample horizon (q_perp = k sin alpha_i = {horizon:.3f} nm^-1 at alpha_i = "
+        f"{geometry.incidence_angle_deg:g} deg), where no rod is seen: give the band in "
+        f'nm^-1 above it, or "yoneda" ({yoneda[0]:.3f}-{yoneda[1]:.3f} nm^-1)'
+    )
+    raise ConfigError(msg)
 
 
 def lowest_band_per_nm(

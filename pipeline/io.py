@@ -34,12 +34,20 @@ from numpy.typing import NDArray
 
 from calibration.geometry import GIGeometry
 from calibration.io import load_poni, load_resolution
+from calibration.resolution import InstrumentResolution
 from detectors.errors import ConfigError, FrameReadError, GeometryError, OutputError
-from detectors.io import FrameRef, list_frames, natural_key, read_frame, read_mask_file
+from detectors.io import (
+    FrameRef,
+    linked_files,
+    list_frames,
+    natural_key,
+    read_frame,
+    read_mask_file,
+)
 from pipeline.checkpoints import CheckpointFormatError, decode, encode
 from pipeline.checks import check_cut_bins, check_fit_window, check_user_mask
 from pipeline.config import Config, DetectorSettings, Kind, config_from_dict
-from pipeline.cuts import bins_for_range
+from pipeline.cuts import bins_for_range, check_band_above_horizon
 from pipeline.fingerprint import FileIdentity
 from pipeline.fits import PeakFit, RodFit
 from pipeline.reduce import FrameResult, ReductionPlan, plan_reduction
@@ -80,7 +88,9 @@ def expand_frames(
 
     Files come in name order, numbers read as numbers (``scan_2`` before ``scan_10``),
     then the frames of each file in acquisition order. A file matched by two globs is
-    listed once.
+    listed once; a file that another matched file links (a Dectris master's data files,
+    a BLISS file's LIMA files: :func:`~detectors.io.linked_files`) is read through that
+    file only.
 
     A file whose frames cannot be listed (an unreadable HDF5 file, say) is kept as one
     frame reference, so that the batch flags it instead of stopping.
@@ -90,8 +100,7 @@ def expand_frames(
     ConfigError
         If a glob matches no file.
     """
-    refs: list[FrameRef] = []
-    seen: set[Path] = set()
+    names: list[str] = []
     for pattern in settings.frames:
         paths = (
             sorted(glob(pattern), key=natural_key)
@@ -101,14 +110,18 @@ def expand_frames(
         if not paths or not Path(paths[0]).exists():
             msg = f"[{settings.kind}] frames: {pattern!r} matches no file"
             raise ConfigError(msg)
-        for name in paths:
-            if Path(name).resolve() in seen:
-                continue
-            seen.add(Path(name).resolve())
-            try:
-                refs.extend(list_frames(Path(name), shape=shape, h5_dataset=settings.h5_dataset))
-            except FrameReadError:
-                refs.append(FrameRef(Path(name), 0, settings.h5_dataset))
+        names.extend(paths)
+    # a data file that a matched master (Dectris, BLISS) links is read through the master
+    seen = set().union(*(linked_files(Path(name)) for name in names))
+    refs: list[FrameRef] = []
+    for name in names:
+        if Path(name).resolve() in seen:
+            continue
+        seen.add(Path(name).resolve())
+        try:
+            refs.extend(list_frames(Path(name), shape=shape, h5_dataset=settings.h5_dataset))
+        except FrameReadError:
+            refs.append(FrameRef(Path(name), 0, settings.h5_dataset))
     return refs
 
 
@@ -184,6 +197,10 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
     geometry = load_geometry(settings)
     resolution = None if settings.resolution is None else load_resolution(settings.resolution)
     where = f"[{settings.kind}]" + (f" in {config.source}" if config.source else "")
+    if resolution is not None and settings.resolution is not None:
+        check_resolution_setup(
+            resolution, geometry, resolution_file=settings.resolution, poni_file=settings.poni
+        )
     fix = f"set mask_invert = {str(not settings.mask_invert).lower()} in {where}"
     mask = load_static_mask(geometry, settings.mask, invert=settings.mask_invert, fix=fix)
 
@@ -193,6 +210,11 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
             scherrer=config.scherrer,
         )  # fmt: skip
 
+    q_perp_band = settings.q_perp_band_per_nm
+    if settings.kind == "gisaxs" and not isinstance(q_perp_band, str):
+        check_band_above_horizon(
+            q_perp_band, geometry, critical_angle_deg=settings.critical_angle_deg, where=where
+        )
     try:
         plan = plan_with(mask)
     except GeometryError:
@@ -222,6 +244,54 @@ def load_plan(settings: DetectorSettings, config: Config) -> ReductionPlan:
             settings.peak_window_per_nm, plan.cut, key="peak_window_per_nm", where=where
         )
     return plan
+
+
+#: Largest relative difference between the wavelengths of a resolution file and the PONI.
+RESOLUTION_WAVELENGTH_RTOL = 1e-3
+
+
+def check_resolution_setup(
+    resolution: InstrumentResolution,
+    geometry: GIGeometry,
+    *,
+    resolution_file: str | Path,
+    poni_file: str | Path,
+) -> None:
+    """Refuse a resolution file measured on another detector or at another wavelength.
+
+    The instrumental width depends on both (pixel size, distance, energy spread): removed
+    from a line measured elsewhere, it gives a domain size that is simply wrong.
+
+    Raises
+    ------
+    ConfigError
+        If the file's detector (where it names one) is not the PONI's, or its wavelength
+        differs from the PONI's by more than :data:`RESOLUTION_WAVELENGTH_RTOL`; the
+        message names both files, both values and the fix.
+    """
+    fix = (
+        "fit the resolution on a calibrant frame of this set-up "
+        f"(`gixs calibrate resolution FRAME --poni {poni_file} --calibrant LaB6 --out FILE`)"
+    )
+    ours = geometry.detector.detector
+    if resolution.detector and _detector_key(resolution.detector) != _detector_key(ours):
+        msg = (
+            f"{resolution_file}: the resolution was measured with the detector "
+            f"{resolution.detector!r}, but {poni_file} gives {ours!r}: {fix}"
+        )
+        raise ConfigError(msg)
+    theirs, wavelength = resolution.wavelength_m, geometry.detector.wavelength_m
+    if abs(theirs - wavelength) > RESOLUTION_WAVELENGTH_RTOL * wavelength:
+        msg = (
+            f"{resolution_file}: the resolution was measured at wavelength_m = {theirs:.6g}, "
+            f"but {poni_file} gives {wavelength:.6g} m: {fix}"
+        )
+        raise ConfigError(msg)
+
+
+def _detector_key(name: str) -> str:
+    """A detector name without case, spaces, dashes or underscores ("Pilatus 300K")."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def _auto_bin_width_per_nm(plan: ReductionPlan) -> float:

@@ -23,7 +23,12 @@ from detectors.pilatus import detector_saturation_counts
 from pipeline.checks import frame_problem, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cube_line import CubeLineFit, fit_cube_line
-from pipeline.cuts import bins_for_range, lowest_band_per_nm, yoneda_band_per_nm
+from pipeline.cuts import (
+    bins_for_range,
+    check_band_above_horizon,
+    lowest_band_per_nm,
+    yoneda_band_per_nm,
+)
 from pipeline.fits import (
     PeakFit,
     PeakFitSettings,
@@ -192,12 +197,23 @@ def resolve_band(
     static_mask: NDArray[np.bool_],
     maps: QMaps,
 ) -> tuple[float, float]:
-    """The q_perp band of the cut, in nm^-1, from the settings' band policy."""
+    """The q_perp band of the cut, in nm^-1, from the settings' band policy.
+
+    Raises
+    ------
+    ConfigError
+        If a GISAXS band given as [lo, hi] lies wholly below the sample horizon
+        (:func:`~pipeline.cuts.check_band_above_horizon`).
+    """
     band = settings.q_perp_band_per_nm
     if band == "yoneda":
         return yoneda_band_per_nm(geometry, critical_angle_deg=settings.critical_angle_deg)
     if band == "lowest":
         return lowest_band_per_nm(maps, static_mask=static_mask)
+    if settings.kind == "gisaxs":
+        check_band_above_horizon(
+            band, geometry, critical_angle_deg=settings.critical_angle_deg, where="[gisaxs]"
+        )
     return band
 
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from detectors.errors import FrameReadError
-from detectors.io import FrameRef, iter_frames, list_frames, read_frame
+from detectors.io import FrameRef, iter_frames, linked_files, list_frames, read_frame
+from pipeline.config import DetectorSettings
+from pipeline.io import expand_frames
 
 SHAPE = (16, 20)
 T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
@@ -437,3 +439,26 @@ def test_a_stack_held_open_by_an_swmr_writer_is_read(tmp_path):
     finally:
         writer.communicate("\n", timeout=30)
     assert writer.returncode == 0
+
+
+@pytest.mark.parametrize("layout", ["dectris", "bliss-virtual", "bliss-links"])
+def test_a_folder_matched_whole_reads_each_frame_once(tmp_path, layout):
+    # "*.h5" over a Dectris series (master + data files) or a BLISS file beside its LIMA
+    # files: the data files are read through the file that links them, once (they were
+    # read a second time on their own, with made-up times)
+    if layout == "dectris":
+        master = dectris_series(tmp_path, [4, 4])
+        patterns = (str(tmp_path / "*.h5"),)
+        data = sorted(tmp_path.glob("series_data_*.h5"))
+    else:
+        master = bliss_master_with_lima(tmp_path, virtual=layout == "bliss-virtual")
+        patterns = (str(tmp_path / "*.h5"), str(tmp_path / "scan0001" / "*.h5"))
+        data = sorted((tmp_path / "scan0001").glob("*.h5"))
+    assert linked_files(master) == {path.resolve() for path in data}
+    assert all(linked_files(path) == set() for path in data)
+    settings = DetectorSettings(
+        kind="gisaxs", frames=patterns, poni=tmp_path / "unused.poni", incidence_angle_deg=0.3
+    )
+    refs = expand_frames(settings, shape=SHAPE)
+    assert {ref.path for ref in refs} == {master}
+    assert len(refs) == len(list_frames(master, shape=SHAPE))

@@ -142,6 +142,48 @@ def test_incidence_in_radians_is_refused_by_every_command(tmp_path):
     assert not (tmp_path / "out" / "results.h5").exists()
 
 
+@pytest.mark.parametrize("band", ["[0.03, 0.08]", "[0.1, 0.2]", "[-0.5, -0.1]"])
+def test_rod_band_below_the_sample_horizon_is_refused(tmp_path, band):
+    # values meant in A^-1, or a band in the shadow of the surface: every frame came out
+    # "none" with no flag and exit 0
+    config = _run_folder(
+        tmp_path, "v1_named.poni", f"incidence_angle_deg = 0.3\nq_perp_band_per_nm = {band}\n"
+    )
+    line = one_error_line(run_gixs("reduce", config, "--out", tmp_path / "out"))
+    assert str(config) in line
+    assert f"q_perp_band_per_nm = {band}" in line
+    assert "below the sample horizon (q_perp = k sin alpha_i = 0.265 nm^-1" in line
+    assert '"yoneda" (0.280-0.480 nm^-1)' in line
+    inspect = one_error_line(
+        run_gixs("inspect", SQUARE, "--poni", DEMO / "gisaxs.poni", "--incidence-angle", "0.3",
+                 "--band", *band.strip("[]").split(", "))
+    )  # fmt: skip
+    assert "below the sample horizon" in inspect
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("detector", "Eiger2_4M", "measured with the detector 'Eiger2_4M', but"),
+        ("wavelength_m", 0.7e-10, "measured at wavelength_m = 7e-11, but"),
+    ],
+)
+def test_resolution_of_another_set_up_is_refused(tmp_path, key, value, said):
+    # the instrument width of another detector or energy gave a domain size, unflagged
+    resolution = json.loads((DEMO / "resolution_giwaxs.json").read_text())
+    resolution[key] = value
+    (tmp_path / "other.json").write_text(json.dumps(resolution))
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'schema_version = 1\n[giwaxs]\nframes = ["{DEMO / "giwaxs" / "giwaxs_00033.cbf"}"]\n'
+        f'poni = "{DEMO / "giwaxs.poni"}"\nincidence_angle_deg = 0.3\nresolution = "other.json"\n'
+    )
+    line = one_error_line(run_gixs("reduce", config, "--out", tmp_path / "out"))
+    assert str(tmp_path / "other.json") in line
+    assert said in line
+    assert f"gixs calibrate resolution FRAME --poni {DEMO / 'giwaxs.poni'}" in line
+
+
 def test_incidence_beyond_the_detector_is_refused():
     line = one_error_line(
         run_gixs("inspect", SQUARE, "--poni", DEMO / "gisaxs.poni", "--incidence-angle", "5.236")

@@ -223,6 +223,7 @@ def list_frames(
     *,
     shape: tuple[int, int] | None = None,
     h5_dataset: str | Sequence[str] | None = None,
+    keep_missing: bool = False,
 ) -> list[FrameRef]:
     """References to every frame of a file, in acquisition order.
 
@@ -245,6 +246,14 @@ def list_frames(
         or a pattern matched against every dataset path (``"/*.1/measurement/pilatus"``,
         ``"/entry/data/data_*"``); None to search for the detector's data (NeXus
         ``NXdetector/data`` or ``NXdata`` signal first, then BLISS, LIMA and Dectris names).
+    keep_missing : bool
+        What a run needs from a file of several parts: the frames that are there. With
+        True, a part that is missing (a data file a link points to, the source file of
+        some frames of a virtual dataset) or empty (a scan aborted before its first
+        frame) does not make the whole file an error: the frames that exist are listed,
+        an empty part is skipped, and a missing linked part is one reference that
+        :func:`read_frame` refuses, naming the missing file (a frame of a missing virtual
+        source is refused the same way). With False, any of these is an error.
 
     Returns
     -------
@@ -272,8 +281,11 @@ def list_frames(
     _check_file(path)
     if _is_hdf5(path):
         with _open_h5(path) as fh:
-            stacks = _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset))
-            return [FrameRef(path, i, s.name) for s in stacks for i in range(s.n_frames)]
+            stacks, missing = _find_stacks(
+                fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset), partial=keep_missing
+            )
+            refs = [FrameRef(path, i, s.name) for s in stacks for i in range(s.n_frames)]
+            return refs + [FrameRef(path, 0, name) for name, _ in missing]
     if path.suffix.lower() == ".cbf":
         return [FrameRef(path, 0, None)]
     n_frames = _fabio_frame_count(path)
@@ -322,7 +334,11 @@ def read_frame(ref: FrameRef | Path | str, *, shape: tuple[int, int] | None = No
     _check_file(path)
     if _is_hdf5(path):
         with _open_h5(path) as fh:
-            stacks = _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(ref.h5_dataset))
+            # a frame of a virtual dataset is checked on its own: the others of a stack
+            # whose other source files are missing still read
+            stacks, _ = _find_stacks(
+                fh, path, shape=shape, h5_dataset=_h5_names(ref.h5_dataset), check_sources=False
+            )
             index = ref.frame_index
             for stack in stacks[:-1]:
                 if index < stack.n_frames:
@@ -367,7 +383,7 @@ def iter_frames(
             yield read_frame(ref, shape=shape)
         return
     with _open_h5(path) as fh:
-        for stack in _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset)):
+        for stack in _find_stacks(fh, path, shape=shape, h5_dataset=_h5_names(h5_dataset))[0]:
             metadata = stack.all_metadata()
             pixel_mask = stack.pixel_mask()
             for index in range(stack.n_frames):
@@ -833,8 +849,14 @@ class _H5Stack:
         *,
         shape: tuple[int, int] | None,
         aliases: tuple[str, ...] = (),
+        check_sources: bool = True,
+        allow_empty: bool = False,
     ) -> _H5Stack:
-        """The stack at `name`, checked: numbers, 2-D or 3-D, `shape`, sources present."""
+        """The stack at `name`, checked: numbers, 2-D or 3-D, `shape`, sources present.
+
+        `check_sources` False leaves a virtual dataset's source files to the frames read
+        from them; `allow_empty` True accepts a stack of 0 frames.
+        """
         item = _h5_get(fh, name)
         if not isinstance(item, h5py.Dataset):
             broken = _broken_link(fh, path, name)
@@ -859,10 +881,10 @@ class _H5Stack:
             if isinstance(link, h5py.SoftLink):
                 anchors[link.path] = None
         stack = cls(path, fh, item, name, tuple(anchors))
-        if stack.n_frames == 0:
+        if stack.n_frames == 0 and not allow_empty:
             msg = f"{path}: dataset {name} holds no frames (shape {item.shape})"
             raise FrameReadError(msg)
-        if item.is_virtual:
+        if item.is_virtual and check_sources:
             missing = sorted({str(s.file) for s in _virtual_maps(item) if not s.file.exists()})
             if missing:
                 raise FrameReadError(_missing_message(path, [(name, m) for m in missing]))
@@ -1117,7 +1139,8 @@ def _missing_message(path: Path, missing: list[tuple[str, str]]) -> str:
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
-        f"{path}: the frames in {where} live in other files that are missing: {shown}; "
+        f"{path}: the frames in {where} live in other files that are missing (or lack the "
+        f"linked dataset): {shown}; "
         f"copy them to those paths (HDF5 looks up relative names beside {path.name}), or "
         "choose other frames with h5_dataset"
     )
@@ -1410,7 +1433,9 @@ def _find_stacks(
     *,
     shape: tuple[int, int] | None,
     h5_dataset: str | tuple[str, ...] | None,
-) -> list[_H5Stack]:
+    partial: bool = False,
+    check_sources: bool = True,
+) -> tuple[list[_H5Stack], list[tuple[str, str]]]:
     """The frame stacks of a file in acquisition order (one, or one per scan / data file).
 
     With `h5_dataset` a path, the dataset there; a list of paths, those; a pattern (with
@@ -1419,18 +1444,27 @@ def _find_stacks(
     names, the same dataset in every scan (``/1.1``, ``/2.1``, ...) and every Dectris data
     file (``data_000001``, ...). Several stacks of equal standing are an error that lists
     them, as is a dangling link or a virtual dataset whose source file is missing.
+
+    With `partial` (:func:`list_frames` ``keep_missing``), dangling links of a series are
+    returned as (name, missing file) instead, a virtual dataset's sources are left to
+    its frames, and empty stacks of a series are dropped; `check_sources` False leaves
+    the sources to the frames too.
     """
+    check = check_sources and not partial
     if isinstance(h5_dataset, str) and not _is_pattern(h5_dataset):
-        return [_H5Stack.open(fh, path, h5_dataset, shape=shape)]
+        return [_H5Stack.open(fh, path, h5_dataset, shape=shape, check_sources=check)], []
     if isinstance(h5_dataset, tuple):
-        stacks = [_H5Stack.open(fh, path, name, shape=shape) for name in h5_dataset]
-        return _acquisition_order(stacks, by_name=False)
+        stacks = [
+            _H5Stack.open(fh, path, name, shape=shape, check_sources=check, allow_empty=partial)
+            for name in h5_dataset
+        ]
+        return _acquisition_order(_non_empty(stacks), by_name=False), []
     walk = _walk(fh)
     if isinstance(h5_dataset, str):
         pattern = h5_dataset if h5_dataset.startswith("/") else "/" + h5_dataset
         chosen = [e for e in walk.datasets if any(fnmatch.fnmatchcase(n, pattern) for n in e.names)]
         broken = [b for b in walk.broken if fnmatch.fnmatchcase(b[0], pattern)]
-        if broken:
+        if broken and not (partial and chosen):
             raise FrameReadError(_missing_message(path, broken))
         if not chosen:
             listed = _describe_datasets(_stack_candidates(walk, shape=shape))
@@ -1440,12 +1474,30 @@ def _find_stacks(
             )
             raise FrameReadError(msg)
     else:
-        chosen = _choose_series(walk, path, shape=shape)
+        chosen, broken = _choose_series(walk, path, shape=shape, partial=partial)
     stacks = [
-        _H5Stack.open(fh, path, _display_name(e), shape=shape, aliases=tuple(e.names))
+        _H5Stack.open(
+            fh,
+            path,
+            _display_name(e),
+            shape=shape,
+            aliases=tuple(e.names),
+            check_sources=check,
+            allow_empty=partial,
+        )
         for e in chosen
     ]
-    return _acquisition_order(stacks, by_name=True)
+    return _acquisition_order(_non_empty(stacks), by_name=True), broken
+
+
+def _non_empty(stacks: list[_H5Stack]) -> list[_H5Stack]:
+    """The stacks that hold frames; an error naming them where none does."""
+    kept = [s for s in stacks if s.n_frames > 0]
+    if not kept:
+        shown = ", ".join(f"{s.name} {s.dataset.shape}" for s in stacks[:3])
+        msg = f"{stacks[0].path}: no frame in {shown}: the datasets hold no frames"
+        raise FrameReadError(msg)
+    return kept
 
 
 def _display_name(entry: _Found) -> str:
@@ -1453,7 +1505,10 @@ def _display_name(entry: _Found) -> str:
     return entry.names[0]
 
 
-def _choose_series(walk: _Walk, path: Path, *, shape: tuple[int, int] | None) -> list[_Found]:
+def _choose_series(
+    walk: _Walk, path: Path, *, shape: tuple[int, int] | None, partial: bool = False
+) -> tuple[list[_Found], list[tuple[str, str]]]:
+    """The datasets of the detector's series, and its dangling links where `partial`."""
     candidates = _stack_candidates(walk, shape=shape)
     wanted = "(n, rows, cols)" if shape is None else f"(n, {shape[0]}, {shape[1]})"
     if not candidates:
@@ -1486,9 +1541,9 @@ def _choose_series(walk: _Walk, path: Path, *, shape: tuple[int, int] | None) ->
         raise FrameReadError(msg)
     ((key, chosen),) = series.items()
     broken = [b for b in walk.broken if _series_key(b[0]) == key]
-    if broken:
+    if broken and not partial:
         raise FrameReadError(_missing_message(path, broken))
-    return chosen
+    return chosen, broken
 
 
 def _is_pattern(name: str) -> bool:

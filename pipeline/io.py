@@ -93,7 +93,10 @@ def expand_frames(
     file only.
 
     A file whose frames cannot be listed (an unreadable HDF5 file, say) is kept as one
-    frame reference, so that the batch flags it instead of stopping.
+    frame reference, so that the batch flags it instead of stopping; of a file in several
+    parts, the frames that are there are listed, and each missing part is a reference
+    that fails when read, naming the missing file (``keep_missing`` of
+    :func:`~detectors.io.list_frames`).
 
     Raises
     ------
@@ -119,7 +122,11 @@ def expand_frames(
             continue
         seen.add(Path(name).resolve())
         try:
-            refs.extend(list_frames(Path(name), shape=shape, h5_dataset=settings.h5_dataset))
+            refs.extend(
+                list_frames(
+                    Path(name), shape=shape, h5_dataset=settings.h5_dataset, keep_missing=True
+                )
+            )
         except FrameReadError:
             refs.append(FrameRef(Path(name), 0, settings.h5_dataset))
     return refs

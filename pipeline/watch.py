@@ -20,6 +20,7 @@ then to ``results.h5`` (SWMR, flushed); ``summary.csv`` and the plots follow, th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -461,6 +462,12 @@ class Watcher:
                 return
             error = str(err)  # bounded: complete for give_up_s and still unreadable
             refs = [FrameRef(cand.path, 0, det.h5_dataset)]
+            if is_h5:  # the frames that are there, and a read error for each missing part
+                with contextlib.suppress(FrameReadError):
+                    refs = list_frames(
+                        cand.path, shape=shape, h5_dataset=det.h5_dataset, keep_missing=True
+                    )
+                    error = ""
         identity = _identity(cand.path, is_h5)
         for ref in refs:
             key = _frame_key(ref, identity)

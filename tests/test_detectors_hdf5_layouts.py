@@ -182,7 +182,7 @@ def test_bliss_master_reads_the_frames_of_its_lima_files(tmp_path, virtual):
     (tmp_path / "scan0001" / "pilatus_0001.h5").unlink()
     for call in (
         lambda: list_frames(path, shape=SHAPE),
-        lambda: read_frame(FrameRef(path, 0), shape=SHAPE),
+        lambda: read_frame(FrameRef(path, 4), shape=SHAPE),  # a frame of the missing file
         lambda: list(iter_frames(path, shape=SHAPE)),
     ):
         with pytest.raises(FrameReadError) as info:
@@ -462,3 +462,56 @@ def test_a_folder_matched_whole_reads_each_frame_once(tmp_path, layout):
     refs = expand_frames(settings, shape=SHAPE)
     assert {ref.path for ref in refs} == {master}
     assert len(refs) == len(list_frames(master, shape=SHAPE))
+
+
+# --- a run whose file has a missing or empty part: the frames that are there ------------
+
+
+def _run_refs(path, **kwargs):
+    settings = DetectorSettings(
+        kind="gisaxs", frames=(str(path),), poni=path.parent / "unused.poni",
+        incidence_angle_deg=0.3, **kwargs,
+    )  # fmt: skip
+    return expand_frames(settings, shape=SHAPE)
+
+
+def test_an_aborted_scan_without_frames_loses_no_other_frame(tmp_path):
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as fh:
+        bliss_scan(fh, "1.1", 0, 3, epoch0=T0)
+        empty = fh.create_group("2.1/instrument/pilatus")
+        empty.attrs["NX_class"] = "NXdetector"
+        empty.create_dataset("data", shape=(0, *SHAPE), maxshape=(None, *SHAPE), dtype=np.int32)
+        bliss_scan(fh, "3.1", 3, 2, epoch0=T0 + 100.0)
+    # the whole run was an error ("holds no frames"): 5 good frames lost
+    with pytest.raises(FrameReadError, match="holds no frames"):
+        list_frames(path, shape=SHAPE)
+    refs = _run_refs(path)
+    assert [int(read_frame(ref, shape=SHAPE).data[0, 0]) for ref in refs] == [0, 1, 2, 3, 4]
+    for pattern in ("/*.1/instrument/pilatus/data", ("/1.1/instrument/pilatus/data",
+                    "/2.1/instrument/pilatus/data", "/3.1/instrument/pilatus/data")):  # fmt: skip
+        assert len(_run_refs(path, h5_dataset=pattern)) == 5
+
+
+def test_a_missing_data_file_of_a_dectris_series_is_one_read_error(tmp_path):
+    master = dectris_series(tmp_path, [2, 3])
+    (tmp_path / "series_data_000002.h5").unlink()
+    refs = _run_refs(master)
+    assert [int(read_frame(ref, shape=SHAPE).data[0, 0]) for ref in refs[:2]] == [0, 1]
+    (missing,) = refs[2:]
+    assert missing.h5_dataset == "/entry/data/data_000002"
+    with pytest.raises(
+        FrameReadError, match=r"series_data_000002\.h5.*missing|missing.*series_data_000002"
+    ):
+        read_frame(missing, shape=SHAPE)
+
+
+def test_frames_of_a_missing_lima_file_are_read_errors_the_others_read(tmp_path):
+    master = bliss_master_with_lima(tmp_path, virtual=True)
+    (tmp_path / "scan0001" / "pilatus_0001.h5").unlink()
+    refs = _run_refs(master)
+    assert len(refs) == 5
+    assert [int(read_frame(ref, shape=SHAPE).data[0, 0]) for ref in refs[:3]] == [0, 1, 2]
+    for ref in refs[3:]:
+        with pytest.raises(FrameReadError, match=r"pilatus_0001\.h5"):
+            read_frame(ref, shape=SHAPE)

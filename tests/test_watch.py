@@ -292,3 +292,27 @@ def test_frames_without_any_time_stop_the_watcher_with_the_fix(tmp_path):
     assert proc.returncode == 0, err
     rows = read_results(tmp_path / "live" / "results.h5").rows
     assert [r.time_s for r in rows] == [0.0, 4.0, 8.0]
+
+
+def test_a_file_with_an_aborted_scan_keeps_its_other_frames(tmp_path):
+    # a BLISS file whose middle scan was aborted before its first frame: the watcher gave
+    # one bad row for the file and lost every frame; after give_up_s it takes the frames
+    # that are there, as `gixs reduce` does
+    config = make_run_folder(tmp_path / "run")
+    text = config.read_text()
+    config.write_text(text[: text.index("[giwaxs]")].replace('"gisaxs/*.cbf"', '"gisaxs/*.h5"'))
+    frames = [f for f in demo_frames(20, 24) if f.parent.name == "gisaxs"]
+    path = config.parent / "gisaxs" / "scan_0000.h5"
+    _bliss_append(path, frames[:2])
+    _bliss_append(path, [], "2.1")  # aborted: no frame
+    _bliss_append(path, frames[2:], "3.1")
+    proc = watch(config, tmp_path / "live", "--until-idle", "4", "--give-up-s", "1")
+    err = finish(proc)
+    assert proc.returncode == 0, err
+    rows = read_results(tmp_path / "live" / "results.h5").rows
+    assert len(rows) == 4
+    assert not any(r.flags for r in rows)
+    batch = read_results(reduce_run(load_config(config), tmp_path / "b", progress=False).nexus)
+    assert [(r.file, r.frame, r.time_s) for r in rows] == [
+        (r.file, r.frame, r.time_s) for r in batch.rows
+    ]

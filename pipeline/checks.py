@@ -2,7 +2,7 @@
 
 A frame that holds no usable data (all zero, all NaN, dead or saturated pixels over the
 cut band) cannot say whether a lattice is there, so it is flagged with a code and words
-(:func:`frame_problem`) instead of being fitted. Settings that cannot work on this
+(:func:`band_problem`) instead of being fitted. Settings that cannot work on this
 detector (a fit window outside the cut, a user mask of the other polarity) are refused
 before any frame is read, with the key and the fix.
 
@@ -32,6 +32,8 @@ FLAG_ALL_ZERO = "frame_all_zero"
 FLAG_ALL_NAN = "frame_all_nan"
 FLAG_DEAD = "frame_dead"
 FLAG_SATURATED = "frame_saturated"
+#: Code of a frame that is fitted although some pixels of its band are saturated.
+FLAG_BAND_SATURATED = "band_saturated"
 #: Code of a frame that could not be read (written by the batch).
 FLAG_READ_ERROR = "read_error"
 INPUT_PROBLEM_CODES: tuple[str, ...] = (
@@ -105,6 +107,9 @@ class BandPixels:
     n_masked : int
         Pixels that hold a count but that the detector's own pixel mask leaves out (not
         in `n_valid`).
+    n_saturated_masked : int
+        Of `n_saturated`, the pixels the detector's own mask marks (bad pixels, gaps that
+        hold the type's largest value): these are known, not saturated by the sample.
     """
 
     n_pixels: int
@@ -114,6 +119,7 @@ class BandPixels:
     n_valid: int
     n_valid_zero: int
     n_masked: int = 0
+    n_saturated_masked: int = 0
 
 
 def band_pixels(
@@ -158,13 +164,14 @@ def band_pixels(
 @numba.njit(cache=True)
 def _band_counts(
     values: NDArray[np.float64], valid: NDArray[np.bool_], masked: NDArray[np.bool_]
-) -> tuple[int, int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int, int]:
     """Counts of the band's pixels by what they hold, in the order of :class:`BandPixels`.
 
     Non-finite, negative, saturated (finite, not negative, not valid), valid and not
-    masked, of those the zeros, and valid but masked.
+    masked, of those the zeros, valid but masked, and saturated and masked.
     """
     n_nan = n_negative = n_saturated = n_valid = n_valid_zero = n_masked = 0
+    n_saturated_masked = 0
     for j in range(values.size):
         x = values[j]
         if not math.isfinite(x):
@@ -173,35 +180,26 @@ def _band_counts(
             n_negative += 1
         elif not valid[j]:  # at the saturation or the type's largest value
             n_saturated += 1
+            if masked[j]:
+                n_saturated_masked += 1
         elif masked[j]:
             n_masked += 1
         else:
             n_valid += 1
             if x == 0.0:
                 n_valid_zero += 1
-    return n_nan, n_negative, n_saturated, n_valid, n_valid_zero, n_masked
+    return n_nan, n_negative, n_saturated, n_valid, n_valid_zero, n_masked, n_saturated_masked
 
 
-def frame_problem(
-    cut: CutPlan,
-    data: NDArray[np.generic],
-    *,
-    saturation_counts: float | None,
-    pixel_mask: NDArray[np.bool_] | None = None,
-) -> str | None:
+def band_problem(px: BandPixels) -> str | None:
     """Why a frame's data cannot be reduced, as a flag; None when it can.
 
     Parameters
     ----------
-    cut : CutPlan
-        The cut (its band's pixels are tested).
-    data : ndarray of shape (rows, cols)
-        The frame.
-    saturation_counts : float or None
-        Counts at or above which a pixel is saturated.
-    pixel_mask : ndarray of bool, shape (rows, cols), or None
-        The detector's own mask read with the frame, True = masked: a frame whose band
-        the detector masks (almost) whole is as unusable as a dead one.
+    px : BandPixels
+        What the frame's band holds (:func:`band_pixels`, with the detector's own pixel
+        mask: a frame whose band the detector masks (almost) whole is as unusable as a
+        dead one).
 
     Returns
     -------
@@ -216,12 +214,12 @@ def frame_problem(
     >>> cut = plan_cut(GIGeometry.create(det, incidence_angle_deg=0.3), static_mask=None,
     ...                q_perp_band_per_nm=(0.28, 0.48), q_par_range_per_nm=(0.3, 2.4),
     ...                n_bins=140)
-    >>> frame_problem(cut, np.zeros(det.shape), saturation_counts=None).split(":")[0]
+    >>> zero = band_pixels(cut, np.zeros(det.shape), saturation_counts=None)
+    >>> band_problem(zero).split(":")[0]
     'frame_all_zero'
-    >>> frame_problem(cut, np.full(det.shape, 5.0), saturation_counts=None) is None
+    >>> band_problem(band_pixels(cut, np.full(det.shape, 5.0), saturation_counts=None)) is None
     True
     """
-    px = band_pixels(cut, data, saturation_counts=saturation_counts, pixel_mask=pixel_mask)
     n = max(px.n_pixels, 1)
     if px.n_nan == px.n_pixels:
         return f"{FLAG_ALL_NAN}: every pixel of the cut band is NaN (no data in the file)"
@@ -243,6 +241,31 @@ def frame_problem(
     return (
         f"{code}: {100 * (n - px.n_valid) / n:.0f} % of the cut band's pixels are invalid "
         f"({100 * count / n:.0f} % {words}); the frame is not fitted"
+    )
+
+
+def band_saturation_flag(px: BandPixels) -> str | None:
+    """A flag where pixels of the band are saturated (and not in the detector's mask).
+
+    The cut leaves saturated pixels out, so the brightest rods or {200} peak lose their
+    tops: where few are, the fit barely moves; where many are (a flux 100x too high), a
+    rod can come out at q1 / sqrt 2 with a small error. The frame is still fitted, and the
+    flag says how much of the band was lost.
+
+    Returns
+    -------
+    str or None
+        ``"band_saturated: ..."`` with the number and share of saturated pixels, or None.
+    """
+    n_saturated = px.n_saturated - px.n_saturated_masked
+    if n_saturated == 0:
+        return None
+    share = 100 * n_saturated / max(px.n_pixels, 1)
+    return (
+        f"{FLAG_BAND_SATURATED}: {n_saturated} pixels ({share:.2g} % of the cut band) are "
+        "saturated and left out of the cut: the brightest rods or "
+        "peak lose their tops and the fit may be biased; attenuate the beam or shorten the "
+        "exposure"
     )
 
 

@@ -20,7 +20,7 @@ from calibration.incidence import FrameIncidencePlan, frame_incidence_flag, plan
 from calibration.resolution import InstrumentResolution
 from detectors.io import Frame, FrameRef
 from detectors.pilatus import detector_saturation_counts
-from pipeline.checks import frame_problem, is_input_problem
+from pipeline.checks import band_pixels, band_problem, band_saturation_flag, is_input_problem
 from pipeline.config import DetectorSettings, Kind, ScherrerSettings
 from pipeline.cube_line import CubeLineFit, fit_cube_line
 from pipeline.cuts import (
@@ -308,9 +308,8 @@ def reduce_frame(
     if saturation is None:
         saturation = detector_saturation_counts(plan.geometry.detector.detector)
     cut = integrate_cut(plan.cut, data, dynamic_mask=frame.pixel_mask, saturation_counts=saturation)
-    problem = frame_problem(
-        plan.cut, data, saturation_counts=saturation, pixel_mask=frame.pixel_mask
-    )
+    band = band_pixels(plan.cut, data, saturation_counts=saturation, pixel_mask=frame.pixel_mask)
+    problem = band_problem(band)
     meta = frame.meta
     incidence = (
         None
@@ -319,7 +318,7 @@ def reduce_frame(
             data, plan.incidence, saturation_counts=saturation, pixel_mask=frame.pixel_mask
         )
     )
-    checks = () if incidence is None else (incidence,)
+    checks = tuple(flag for flag in (band_saturation_flag(band), incidence) if flag is not None)
     common = {
         "kind": plan.kind,
         "path": str(meta.path),

@@ -593,17 +593,29 @@ def _check_reach(geometry: GIGeometry, maps: QMaps) -> None:
     raise GeometryError(msg)
 
 
+def flipped_axes(detector_orientation: int) -> tuple[bool, bool]:
+    """Whether a frame stored in this pyFAI detector orientation is flipped (rows, columns).
+
+    Against pyFAI's default orientation 3: up-down in orientations 1 and 2, left-right in
+    1 and 4 (pyFAI's orientation is the corner where pixel (0, 0) lies, seen from the
+    sample: 1 top left, 2 top right, 3 bottom right, 4 bottom left).
+
+    Examples
+    --------
+    >>> flipped_axes(3), flipped_axes(2), flipped_axes(4)
+    ((False, False), (True, False), (False, True))
+    """
+    return detector_orientation in (1, 2), detector_orientation in (1, 4)
+
+
 def _is_usual_picture(maps: QMaps, detector_orientation: int) -> bool:
     """True when q_perp grows upwards and q_par to the right in pyFAI's default orientation.
 
     That is q_perp towards row 0 and q_par with the column index of the frame as pyFAI's
-    detector orientation 3 stores it. A frame stored in another orientation (the PONI's
-    ``Detector_config`` says which) is that picture flipped: up-down in orientations 1
-    and 2, left-right in 1 and 4 (pyFAI's orientation is the corner where pixel (0, 0)
-    lies, seen from the sample: 1 top left, 2 top right, 3 bottom right, 4 bottom left).
+    detector orientation 3 stores it; a frame stored in another orientation (the PONI's
+    ``Detector_config`` says which) is that picture flipped (:func:`flipped_axes`).
     """
-    rows_flipped = detector_orientation in (1, 2)
-    columns_flipped = detector_orientation in (1, 4)
+    rows_flipped, columns_flipped = flipped_axes(detector_orientation)
     d_perp_d_row = np.nanmedian(np.diff(maps.q_perp_per_nm, axis=0))
     d_par_d_col = np.nanmedian(np.diff(maps.q_par_per_nm, axis=1))
     if rows_flipped:

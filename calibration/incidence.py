@@ -35,7 +35,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import map_coordinates
 
-from calibration.geometry import ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG, GIGeometry, QMaps
+from calibration.geometry import (
+    ETHYLENE_GLYCOL_CRITICAL_ANGLE_DEG,
+    GIGeometry,
+    QMaps,
+    flipped_axes,
+)
 from detectors.errors import GeometryError
 
 #: A spot (direct beam, specular) counts as found when its peak is at least this many
@@ -426,7 +431,9 @@ def check_orientation(
        `specular_rel_tolerance` (which allows for a slightly wrong incidence angle);
        found below the beam (negative q_perp), the frame is flipped vertically relative
        to the geometry.
-    3. q_par must grow with the column index (q_par positive to the right).
+    3. q_par must grow with the column index (q_par positive to the right), in the frame
+       as pyFAI's default detector orientation stores it
+       (:func:`~calibration.geometry.flipped_axes`).
 
     Parameters
     ----------
@@ -474,6 +481,8 @@ def check_orientation(
         )
 
     d_par_d_col = float(np.nanmedian(np.diff(maps.q_par_per_nm, axis=1)))
+    if flipped_axes(geometry.detector.orientation)[1]:  # stored left-right flipped
+        d_par_d_col = -d_par_d_col
     if not d_par_d_col > 0:
         return result(
             "fail",

@@ -27,7 +27,7 @@ from pipeline.config import (
     ScherrerSettings,
 )
 from pipeline.cuts import frame_kind, q_par_coverage_per_nm
-from pipeline.io import load_geometry, load_static_mask
+from pipeline.io import check_resolution_setup, load_geometry, load_static_mask
 from pipeline.reduce import ReductionPlan, plan_reduction, reduce_frame, resolve_band
 from pipeline.timeseries import SeriesRow, row_from_result
 
@@ -117,6 +117,9 @@ def inspect_frame(
         resolution=resolution,
     )
     geometry = load_geometry(settings)
+    instrument = None if resolution is None else load_resolution(resolution)
+    if instrument is not None and resolution is not None:
+        check_resolution_setup(instrument, geometry, resolution_file=resolution, poni_file=poni)
     # read first: a frame of another detector is named before any q range is derived
     frame = read_frame(FrameRef(Path(path), frame_index, h5_dataset), shape=geometry.detector.shape)
     fix = "drop --mask-invert" if mask_invert else "add --mask-invert"
@@ -147,7 +150,7 @@ def inspect_frame(
             settings,
             geometry=geometry,
             static_mask=static_mask,
-            resolution=None if resolution is None else load_resolution(resolution),
+            resolution=instrument,
             scherrer=ScherrerSettings(method=scherrer_method, k_factor=k_factor),
         )
 

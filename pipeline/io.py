@@ -281,18 +281,14 @@ def check_resolution_setup(
         f"(`gixs calibrate resolution FRAME --poni {poni_file} --calibrant LaB6 --out FILE`)"
     )
     ours = geometry.detector.detector
-    if resolution.detector and _detector_key(resolution.detector) != _detector_key(ours):
-        msg = (
-            f"{resolution_file}: the resolution was measured with the detector "
-            f"{resolution.detector!r}, but {poni_file} gives {ours!r}: {fix}"
-        )
-        raise ConfigError(msg)
     theirs, wavelength = resolution.wavelength_m, geometry.detector.wavelength_m
+    differences = []
+    if resolution.detector and _detector_key(resolution.detector) != _detector_key(ours):
+        differences.append(f"with the detector {resolution.detector!r} ({poni_file}: {ours!r})")
     if abs(theirs - wavelength) > RESOLUTION_WAVELENGTH_RTOL * wavelength:
-        msg = (
-            f"{resolution_file}: the resolution was measured at wavelength_m = {theirs:.6g}, "
-            f"but {poni_file} gives {wavelength:.6g} m: {fix}"
-        )
+        differences.append(f"at wavelength_m = {theirs:.6g} ({poni_file}: {wavelength:.6g} m)")
+    if differences:
+        msg = f"{resolution_file}: the resolution was measured {' and '.join(differences)}: {fix}"
         raise ConfigError(msg)
 
 

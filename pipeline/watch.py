@@ -29,14 +29,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 from detectors.errors import ConfigError, FrameReadError
-from detectors.io import Frame, FrameMeta, FrameRef, list_frames, read_frame
+from detectors.io import Frame, FrameMeta, FrameRef, linked_files, list_frames, read_frame
 from pipeline.batch import CHUNK_FRAMES
 from pipeline.checks import untimed_frames_message
 from pipeline.config import Config, DetectorSettings, Kind
@@ -49,6 +48,11 @@ from pipeline.timeseries import SeriesRow
 JOURNAL_NAME = "watch_journal.bin"
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".nxs", ".hdf")
+
+
+def _is_h5(path: Path) -> bool:
+    return path.suffix.lower() in _H5_SUFFIXES
+
 
 #: Parsed frames are kept for the reducer only while the backlog is shorter than this.
 _KEEP_PARSED_BELOW = 64
@@ -233,6 +237,7 @@ class Watcher:
         self._events: set[Path] = set()
         self._events_lock = threading.Lock()
         self._candidates: dict[Path, _Candidate] = {}
+        self._links: dict[Path, tuple[tuple[int, int], frozenset[Path]]] = {}
         self._finished: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime) when taken
         self._queue: deque[tuple[Kind, FrameRef, str, str, Frame | None]] = deque()
         self._queued: set[tuple[str, str, int, str]] = set()
@@ -311,9 +316,16 @@ class Watcher:
         return sorted(folders.items())
 
     def _kind_of(self, path: Path) -> Kind | None:
+        """The detector whose frames globs match `path`, as `gixs reduce` expands them.
+
+        A ``*`` stays within one folder (as in :func:`glob.glob`, not :func:`fnmatch`),
+        and nothing in the output folder is a frame (``results.h5`` matches ``*.h5``).
+        """
+        if path.is_relative_to(self.out_dir.absolute()):
+            return None
         name = str(path)
         for kind, det in self._settings.items():
-            if any(fnmatch(name, pattern) or name == pattern for pattern in det.frames):
+            if any(name == pattern or PurePath(name).match(pattern) for pattern in det.frames):
                 return kind
         return None
 
@@ -433,13 +445,36 @@ class Watcher:
             if now < cand.retry_at:
                 continue
             ready.append(cand)
+        linked = self._linked_files() if any(_is_h5(c.path) for c in ready) else set()
         for cand in sorted(ready, key=lambda c: (c.kind, str(c.path))):
+            if cand.path.resolve() in linked:  # read through the file that links it
+                del self._candidates[cand.path]
+                self._finished[cand.path] = (cand.size, cand.mtime_ns)
+                continue
             self._take_file(cand, now)
+
+    def _linked_files(self) -> set[Path]:
+        """The files that an HDF5 file of the run links (as `gixs reduce` leaves them out).
+
+        Each file's links are read once per size and time (a Dectris master, a BLISS file).
+        A data file taken before the file that links it appeared is not taken back.
+        """
+        linked: set[Path] = set()
+        for cand in self._candidates.values():
+            if not _is_h5(cand.path):
+                continue
+            stamp = (cand.size, cand.mtime_ns)
+            known = self._links.get(cand.path)
+            if known is None or known[0] != stamp:
+                known = (stamp, frozenset(linked_files(cand.path)))
+                self._links[cand.path] = known
+            linked |= known[1]
+        return linked
 
     def _take_file(self, cand: _Candidate, now: float) -> None:
         det = self._settings[cand.kind]
         shape = self.reducers[cand.kind].shape
-        is_h5 = cand.path.suffix.lower() in _H5_SUFFIXES
+        is_h5 = _is_h5(cand.path)
         frames: dict[FrameRef, Frame] = {}
         error = ""
         try:

@@ -164,8 +164,8 @@ def test_rod_band_below_the_sample_horizon_is_refused(tmp_path, band):
 @pytest.mark.parametrize(
     ("key", "value", "said"),
     [
-        ("detector", "Eiger2_4M", "measured with the detector 'Eiger2_4M', but"),
-        ("wavelength_m", 0.7e-10, "measured at wavelength_m = 7e-11, but"),
+        ("detector", "Eiger2_4M", "measured with the detector 'Eiger2_4M' ("),
+        ("wavelength_m", 0.7e-10, "measured at wavelength_m = 7e-11 ("),
     ],
 )
 def test_resolution_of_another_set_up_is_refused(tmp_path, key, value, said):
@@ -182,6 +182,12 @@ def test_resolution_of_another_set_up_is_refused(tmp_path, key, value, said):
     assert str(tmp_path / "other.json") in line
     assert said in line
     assert f"gixs calibrate resolution FRAME --poni {DEMO / 'giwaxs.poni'}" in line
+    frame, poni = DEMO / "giwaxs" / "giwaxs_00033.cbf", DEMO / "giwaxs.poni"
+    line = one_error_line(
+        run_gixs("inspect", frame, "--poni", poni, "--incidence-angle", "0.3",
+                 "--resolution", tmp_path / "other.json")
+    )  # fmt: skip
+    assert said in line
 
 
 def test_incidence_beyond_the_detector_is_refused():

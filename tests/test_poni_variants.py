@@ -18,6 +18,7 @@ from pyFAI.io.ponifile import PoniFile
 from pyFAI.spline import Spline
 
 from calibration.geometry import DetectorGeometry, GIGeometry
+from calibration.incidence import check_orientation
 from calibration.io import load_poni
 from detectors.errors import FrameReadError, GeometryError
 from detectors.io import read_frame
@@ -167,6 +168,11 @@ def test_frame_stored_flipped_with_the_orientation_in_its_poni_is_reduced(tmp_pa
     row = inspect_frame(tmp_path / "f.edf", poni=poni, incidence_angle_deg=0.3)
     assert (row.symmetry, row.q1_per_nm) == ("square", pytest.approx(0.83, rel=2e-3))
     assert not row.flags
+    # and the orientation self-test of `gixs calibrate incidence` passes (1 and 4 failed,
+    # "q_par decreases to the right")
+    geometry = GIGeometry.create(load_poni(poni), incidence_angle_deg=0.3)
+    check = check_orientation(fabio.open(str(tmp_path / "f.edf")).data, geometry)
+    assert check.status == "pass", check.message
 
 
 def test_case_files_give_the_detector_pyfai_gives():

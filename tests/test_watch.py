@@ -5,6 +5,7 @@ folder one by one (one of them slowly, a few KB at a time); the reference is the
 reduction of the same frames.
 """
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,3 +317,31 @@ def test_a_file_with_an_aborted_scan_keeps_its_other_frames(tmp_path):
     assert [(r.file, r.frame, r.time_s) for r in rows] == [
         (r.file, r.frame, r.time_s) for r in batch.rows
     ]
+
+
+def test_linked_data_files_are_read_once_and_only_globbed_files_are_read(tmp_path):
+    # frames = ["gisaxs/*.h5", "gisaxs/scan*/*.h5"] over a BLISS file and the LIMA file it
+    # links, beside an .h5 in another folder and the watcher's own output: the watcher
+    # read the LIMA file a second time, the other folder's file and its own results.h5
+    config = make_run_folder(tmp_path / "run")
+    text = config.read_text()
+    frames_key = '"gisaxs/*.h5", "gisaxs/scan*/*.h5"'
+    config.write_text(text[: text.index("[giwaxs]")].replace('"gisaxs/*.cbf"', frames_key))
+    folder = config.parent / "gisaxs"
+    data = [read_frame(f) for f in demo_frames(20, 23) if f.parent.name == "gisaxs"]
+    (folder / "scan0001").mkdir()
+    with h5py.File(folder / "scan0001" / "pilatus_0000.h5", "w") as fh:
+        fh["entry_0000/instrument/pilatus/data"] = np.stack([f.data for f in data])
+    with h5py.File(folder / "sample_0001.h5", "w") as fh:
+        fh["1.1/instrument/pilatus/data"] = h5py.ExternalLink(
+            "scan0001/pilatus_0000.h5", "/entry_0000/instrument/pilatus/data"
+        )
+        fh["1.1/measurement/epoch"] = [f.meta.epoch_s for f in data]
+    (folder / "other").mkdir()
+    shutil.copy(folder / "scan0001" / "pilatus_0000.h5", folder / "other" / "copy.h5")
+    out = folder / "live"  # inside the watched folder: results.h5 matches gisaxs/*.h5 too
+    proc = watch(config, out, "--until-idle", "4", "--give-up-s", "1")
+    err = finish(proc)
+    assert proc.returncode == 0, err
+    rows = read_results(out / "results.h5").rows
+    assert [(Path(r.file).name, r.frame) for r in rows] == [("sample_0001.h5", i) for i in range(3)]

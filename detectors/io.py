@@ -559,9 +559,9 @@ def linked_files(path: Path) -> set[Path]:
                     visit(item, depth + 1)
 
     try:
-        with h5py.File(path, "r") as fh:
+        with _open_h5(path) as fh:  # without file locking, as a file being written needs
             visit(fh, 0)
-    except (OSError, ValueError):
+    except (FrameReadError, OSError, ValueError):
         return set()
     own = path.resolve()
     linked = {(path.parent / name).resolve() for name in names if name != "."}

@@ -515,3 +515,21 @@ def test_frames_of_a_missing_lima_file_are_read_errors_the_others_read(tmp_path)
     for ref in refs[3:]:
         with pytest.raises(FrameReadError, match=r"pilatus_0001\.h5"):
             read_frame(ref, shape=SHAPE)
+
+
+def test_the_links_of_a_file_being_written_are_read(tmp_path):
+    # BLISS holds its file open for writing (HDF5 file lock) while the run goes on: the
+    # links were read with locking, failed, and the LIMA files were taken as frames twice
+    master = bliss_master_with_lima(tmp_path, virtual=False)
+    script = (
+        f"import h5py, time\nfh = h5py.File({str(master)!r}, 'a')\n"
+        "print('open', flush=True)\ntime.sleep(60)"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as w:
+        try:
+            assert w.stdout is not None
+            assert w.stdout.readline().strip() == "open"
+            expected = {p.resolve() for p in (tmp_path / "scan0001").glob("*.h5")}
+            assert linked_files(master) == expected
+        finally:
+            w.kill()

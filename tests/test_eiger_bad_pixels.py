@@ -49,6 +49,13 @@ def eiger_plan(tmp_path: Path, kind: str):
     return geometry, plan
 
 
+def eiger_counts(expected: np.ndarray, gaps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 16-bit Eiger frame: Poisson counts of `expected`, clipped below 65535, gaps 65535."""
+    counts = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
+    counts[gaps] = 65535
+    return counts
+
+
 def dectris_file(path: Path, frame: np.ndarray, pixel_mask: np.ndarray) -> None:
     with h5py.File(path, "w") as fh:
         fh.create_dataset(
@@ -76,8 +83,7 @@ def test_giwaxs_fit_with_100_pixels_at_65535_is_the_clean_fit(giwaxs, seed):
     geometry, plan, expected, state = giwaxs
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(seed)
-    clean = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
-    clean[gaps] = 65535
+    clean = eiger_counts(expected, gaps, rng)
     dirty = clean.copy()
     dirty.flat[rng.choice(np.flatnonzero(~gaps), 100, replace=False)] = 65535
     meta = FrameMeta(Path("synthetic"), 0)
@@ -96,8 +102,7 @@ def test_hot_pixels_flagged_in_the_files_pixel_mask_are_left_out(giwaxs, tmp_pat
     geometry, plan, expected, _ = giwaxs
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(2)
-    clean = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
-    clean[gaps] = 65535
+    clean = eiger_counts(expected, gaps, rng)
     # 30 hot pixels inside the cut band, at a value that is a possible count
     hot = rng.choice(plan.cut.pixel_index, 30, replace=False)
     bad = rng.choice(np.flatnonzero(~gaps), 100, replace=False)
@@ -130,8 +135,7 @@ def test_gisaxs_rod_with_100_pixels_at_65535_from_the_dectris_file(tmp_path):
     )
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(1)
-    clean = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
-    clean[gaps] = 65535
+    clean = eiger_counts(expected, gaps, rng)
     bad = rng.choice(np.flatnonzero(~gaps), 100, replace=False)
     dirty = clean.copy()
     dirty.flat[bad] = 65535
@@ -162,8 +166,7 @@ def test_no_phantom_lattice_on_frames_of_the_form_factor_alone(form_factor_only,
     # q1, liquid-like order at most): a rod is at most 0.12 nm^-1 wide by default
     plan, expected, gaps = form_factor_only
     rng = np.random.default_rng(seed)
-    frame = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
-    frame[gaps] = 65535
+    frame = eiger_counts(expected, gaps, rng)
     rod = reduce_frame(Frame(frame, FrameMeta(Path("no lattice"), 0)), plan).rod
     assert rod.symmetry == "none", rod.message
 
@@ -174,8 +177,7 @@ def test_frames_the_pixel_mask_makes_unusable_are_bad_frames(giwaxs, tmp_path):
     geometry, plan, expected, _ = giwaxs
     gaps = synth.gap_mask(geometry.detector)
     rng = np.random.default_rng(6)
-    counts = np.minimum(rng.poisson(np.maximum(expected, 0)), 65534).astype(np.uint16)
-    counts[gaps] = 65535
+    counts = eiger_counts(expected, gaps, rng)
     everything = np.ones(counts.shape, dtype=np.uint32)
     dectris_file(tmp_path / "masked_data_000001.h5", counts, everything)
     shape = geometry.detector.shape

@@ -68,7 +68,7 @@ GAMMA_RANGE_DEG = (62.0, 88.0)
 _GAMMA_GRID_DEG = np.arange(GAMMA_RANGE_DEG[0], GAMMA_RANGE_DEG[1] + 0.5, 1.0)
 _STARTS_PER_LATTICE = 3  # starts refined per lattice model
 _PEAKS_PER_WIDTH = 6  # first-rod candidates per matched-filter width
-_WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts of a warm start without a gamma
+_WARM_GAMMAS_DEG = (66.0, 75.0, 84.0)  # rhombic starts at every first rod, cold or warm
 
 
 # --------------------------------------------------------------------------------------
@@ -454,11 +454,13 @@ def _model_scores(
     positions = (q1s[:, None, None] * rhombic[None, :, :]).reshape(-1, rhombic.shape[1])
     scores = _lattice_scores(positions, grid, snr, width, q_max).reshape(q1s.size, -1)
     best_gamma = np.argmax(scores, axis=1)
+    spread = [int(np.argmin(np.abs(_GAMMA_GRID_DEG - g))) for g in _WARM_GAMMAS_DEG]
     out += [
         _RodCandidate(
             "rhombic", float(scores[i, g]), float(q1s[i]), width, float(_GAMMA_GRID_DEG[g])
         )
-        for i, g in enumerate(best_gamma)
+        for i, best in enumerate(best_gamma)
+        for g in dict.fromkeys((int(best), *spread))
     ]
     return out
 
@@ -537,7 +539,8 @@ def _cold_candidates(
     The first rod must itself be a significant peak: for each filter width, the strongest
     local maxima of the matched-filter SNR inside the window that reach
     `settings.min_rod_snr` (at most :data:`_PEAKS_PER_WIDTH`) are first-rod starts of
-    every lattice, the rhombic one at the gamma whose rods explain most of the excess.
+    every lattice, the rhombic one at the gamma whose rods explain most of the excess and
+    at each of :data:`_WARM_GAMMAS_DEG` (a warm start tries those: a cold search must too).
     The exact criterion then ranks them (:func:`_ranked_starts`) and the best few are
     refined (:func:`_refine_lattice`).
 
@@ -580,12 +583,12 @@ def _cold_candidates(
         if cols.size == 0:
             continue
         # the first rod is itself a significant peak: every such peak is a first-rod
-        # start of every lattice (the rhombic one at its best-scoring gamma)
+        # start of every lattice (the rhombic one at its best-scoring gamma and the spread)
         q1s = grid[cols[np.argsort(-snr[row, cols])[:_PEAKS_PER_WIDTH]]]
         for candidate in _model_scores(grid, snr[row], q1s, float(width), q_max):
             known = starts.setdefault(candidate.model, [])
             # the same first rod found at another width is one start
-            if all(abs(candidate.q1_per_nm - k.q1_per_nm) > 0.5 * width for k in known):
+            if not any(_same_start(candidate, k) for k in known):
                 known.append(candidate)
     return starts, message
 
